@@ -1,0 +1,712 @@
+#!/usr/bin/env python3
+"""The local lab: real backing services for harborfleet.fleet, on 127.0.0.1 only.
+
+    lab.py build                  build (or find cached) kube-apiserver + etcd from the Go module proxy
+    lab.py up                     start every service that is not running yet (idempotent)
+    lab.py down                   stop everything the lab started (by recorded PID) and delete its data
+    lab.py status                 one line per service
+    lab.py redis-tenant start NAME --password P [--replicas N]
+    lab.py redis-tenant stop NAME
+    lab.py reconciler pause|resume
+
+Every process is owned by the lab: data under the lab directory (default: <checkout>/.lab), non-default ports,
+PID files, stopped by PID. Credentials are generated once per lab directory and written, with every endpoint, to
+``<lab>/env`` (shell) and ``<lab>/env.json``; tests and inventories/lab read those.
+
+Nothing under plugins/ or roles/ imports this file.
+"""
+
+import argparse
+import base64
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+LAB = Path(os.environ.get("HARBORFLEET_LAB_DIR", REPO / ".lab")).resolve()
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "harborfleet"
+GO_MODULE = HERE / "go" / "kube"
+KUBE_VERSION = "1.36.3"
+LOOPBACK = "127.0.0.1"
+
+PORTS = {
+    "etcd": 23790,
+    "etcd_peer": 23800,
+    "apiserver": 26443,
+    "postgres": 25432,
+    "sentinels": [26380, 26381, 26382],
+    "s3": 28333,
+    "weed_master": 29333,
+    "weed_volume": 29340,
+    "weed_filer": 28888,
+    "weed_admin": 29646,
+}
+TENANT_REDIS_PORTS = range(27000, 27990)
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+class LabError(Exception):
+    """A service failed to start; the message says which and shows its log."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+def log(msg):
+    print(f"lab: {msg}", flush=True)
+
+
+def url_safe_password(length=32):
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(length))
+
+
+def port_open(port, host=LOOPBACK):
+    with socket.socket() as sock:
+        sock.settimeout(0.3)
+        return sock.connect_ex((host, port)) == 0
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours is not alive
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().split(") ", 1)[1][0] != "Z"
+    except OSError:
+        return False
+
+
+def read_pid(pidfile):
+    try:
+        return int(Path(pidfile).read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def wait_until(predicate, timeout, what, logfile=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise LabError(f"{what} did not become ready within {timeout}s" + log_tail(logfile))
+
+
+def log_tail(logfile, lines=25):
+    if not logfile or not Path(logfile).exists():
+        return ""
+    tail = Path(logfile).read_text(errors="replace").splitlines()[-lines:]
+    return f"\n--- last lines of {logfile} ---\n" + "\n".join(tail)
+
+
+def run(cmd, **kwargs):
+    return subprocess.run(cmd, check=True, **kwargs)
+
+
+def spawn(cmd, logfile, pidfile, env=None, user=None):
+    """Start a long-running process detached from us; record its PID."""
+    Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+    if user:
+        cmd = ["runuser", "-u", user, "--"] + cmd
+    with open(logfile, "ab") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, start_new_session=True)
+    Path(pidfile).write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def stop_pid(pid, name, timeout=15):
+    if not pid or not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if pid_alive(pid):
+        log(f"{name} (pid {pid}) ignored SIGTERM, sending SIGKILL")
+        os.kill(pid, signal.SIGKILL)
+
+
+def free_port(used):
+    for port in TENANT_REDIS_PORTS:
+        if port not in used and not port_open(port):
+            used.add(port)
+            return port
+    raise LabError("no free port left for a tenant Redis instance")
+
+
+# --------------------------------------------------------------------------- credentials and env file
+
+def credentials():
+    path = LAB / "credentials.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    LAB.mkdir(parents=True, exist_ok=True)
+    creds = {
+        "pg_password": url_safe_password(),
+        "sentinel_password": url_safe_password(),
+        "s3_access_key": "LAB" + url_safe_password(17).upper(),
+        "s3_secret_key": url_safe_password(40),
+    }
+    path.write_text(json.dumps(creds, indent=2))
+    path.chmod(0o600)
+    return creds
+
+
+def lab_env():
+    creds = credentials()
+    return {
+        "HARBORFLEET_LAB_DIR": str(LAB),
+        "LAB_KUBECONFIG": str(LAB / "kube" / "kubeconfig"),
+        "LAB_PG_HOST": LOOPBACK,
+        "LAB_PG_PORT": str(PORTS["postgres"]),
+        "LAB_PG_USER": "fleetadmin",
+        "LAB_PG_PASSWORD": creds["pg_password"],
+        "LAB_SENTINELS": ",".join(f"{LOOPBACK}:{p}" for p in PORTS["sentinels"]),
+        "LAB_SENTINEL_PASSWORD": creds["sentinel_password"],
+        "LAB_S3_ENDPOINT": f"http://{LOOPBACK}:{PORTS['s3']}",
+        "LAB_S3_REGION": "us-east-1",
+        "LAB_S3_ACCESS_KEY": creds["s3_access_key"],
+        "LAB_S3_SECRET_KEY": creds["s3_secret_key"],
+        "LAB_PYTHON": sys.executable,
+    }
+
+
+def write_env_files():
+    env = lab_env()
+    (LAB / "env.json").write_text(json.dumps(env, indent=2) + "\n")
+    lines = [f"export {key}='{value}'" for key, value in env.items()]
+    (LAB / "env").write_text("# written by lab/lab.py up; source it\n" + "\n".join(lines) + "\n")
+    for name in ("env", "env.json"):
+        (LAB / name).chmod(0o600)
+
+
+# --------------------------------------------------------------------------- Go binaries
+
+def go_cache_dir():
+    digest = hashlib.sha256((GO_MODULE / "go.sum").read_bytes() + (GO_MODULE / "go.mod").read_bytes())
+    return CACHE / f"kube-v{KUBE_VERSION}-{digest.hexdigest()[:10]}"
+
+
+def build():
+    """Build kube-apiserver and etcd once per version; later calls find them in the per-user cache."""
+    target = go_cache_dir()
+    binaries = {"kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver", "etcd": "go.etcd.io/etcd/server/v3"}
+    if all((target / name).exists() for name in binaries):
+        return target
+    target.mkdir(parents=True, exist_ok=True)
+    major, minor, _ = KUBE_VERSION.split(".")
+    stamp = "k8s.io/component-base/version"
+    ldflags = " ".join([
+        "-s -w",
+        f"-X {stamp}.gitVersion=v{KUBE_VERSION}", f"-X {stamp}.gitMajor={major}", f"-X {stamp}.gitMinor={minor}",
+        f"-X {stamp}.gitTreeState=clean", f"-X {stamp}/verflag.programName=kube-apiserver",
+    ])
+    for name, package in binaries.items():
+        if (target / name).exists():
+            continue
+        log(f"building {name} from the Go module proxy (first time on this machine: several minutes)")
+        started = time.monotonic()
+        partial = target / f".{name}.partial"
+        run(["go", "build", "-trimpath", "-ldflags", ldflags, "-o", str(partial), package], cwd=GO_MODULE)
+        partial.rename(target / name)
+        log(f"built {name} in {time.monotonic() - started:.0f}s -> {target / name}")
+    return target
+
+
+# --------------------------------------------------------------------------- services
+
+class Service:
+    name = ""
+    port = 0
+
+    @property
+    def dir(self):
+        return LAB / self.name
+
+    @property
+    def pidfile(self):
+        return self.dir / f"{self.name}.pid"
+
+    @property
+    def logfile(self):
+        return self.dir / f"{self.name}.log"
+
+    def pids(self):
+        return [read_pid(self.pidfile)]
+
+    def running(self):
+        return all(pid and pid_alive(pid) for pid in self.pids()) and self.ready()
+
+    def ready(self):
+        return port_open(self.port)
+
+    def up(self):
+        if self.running():
+            log(f"{self.name}: already running")
+            return
+        self.down(keep_data=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        self.start()
+        wait_until(self.ready, 90, self.name, self.logfile)
+        log(f"{self.name}: ready in {time.monotonic() - started:.1f}s")
+
+    def down(self, keep_data=False):
+        for pid in self.pids():
+            stop_pid(pid, self.name)
+        if not keep_data and self.dir.exists():
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def status(self):
+        return "running" if self.running() else "stopped"
+
+
+class Etcd(Service):
+    name = "etcd"
+    port = PORTS["etcd"]
+
+    def start(self):
+        binary = build() / "etcd"
+        spawn([str(binary), "--name", "lab", "--data-dir", str(self.dir / "data"),
+               "--listen-client-urls", f"http://{LOOPBACK}:{self.port}",
+               "--advertise-client-urls", f"http://{LOOPBACK}:{self.port}",
+               "--listen-peer-urls", f"http://{LOOPBACK}:{PORTS['etcd_peer']}",
+               "--initial-advertise-peer-urls", f"http://{LOOPBACK}:{PORTS['etcd_peer']}",
+               "--initial-cluster", f"lab=http://{LOOPBACK}:{PORTS['etcd_peer']}",
+               "--unsafe-no-fsync", "--quota-backend-bytes", str(4 << 30), "--log-level", "warn"],
+              self.logfile, self.pidfile)
+
+
+class KubeApiserver(Service):
+    name = "kube-apiserver"
+    port = PORTS["apiserver"]
+
+    @property
+    def pki(self):
+        return self.dir / "pki"
+
+    def ready(self):
+        kubeconfig = self.dir / "kubeconfig"
+        if not kubeconfig.exists() or not port_open(self.port):
+            return False
+        result = subprocess.run(
+            ["curl", "-sf", "--cacert", str(self.pki / "ca.crt"), "--cert", str(self.pki / "admin.crt"),
+             "--key", str(self.pki / "admin.key"), f"https://{LOOPBACK}:{self.port}/readyz"],
+            capture_output=True, check=False)
+        return result.returncode == 0
+
+    def make_pki(self):
+        pki = self.pki
+        if (pki / "admin.crt").exists():
+            return
+        pki.mkdir(parents=True, exist_ok=True)
+
+        def openssl(*args):
+            run(["openssl", *args], cwd=pki, capture_output=True)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-keyout", "ca.key",
+                "-out", "ca.crt", "-subj", "/CN=harborfleet-lab-ca")
+        sans = ("subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,"
+                "DNS:kubernetes.default,DNS:kubernetes.default.svc")
+        for name, subject, ext in (
+                ("apiserver", "/CN=kube-apiserver", sans),
+                ("admin", "/O=system:masters/CN=harborfleet-admin", "extendedKeyUsage=clientAuth")):
+            openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                    "-subj", subject)
+            (pki / f"{name}.ext").write_text(ext + "\n")
+            openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                    "-days", "365", "-out", f"{name}.crt", "-extfile", f"{name}.ext")
+        openssl("genrsa", "-out", "sa.key", "2048")
+        openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub")
+        for key in pki.glob("*.key"):
+            key.chmod(0o600)
+
+    def write_kubeconfig(self):
+        def b64(name):
+            return base64.b64encode((self.pki / name).read_bytes()).decode()
+
+        config = {
+            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
+            "clusters": [{"name": "lab", "cluster": {"server": f"https://{LOOPBACK}:{self.port}",
+                                                     "certificate-authority-data": b64("ca.crt")}}],
+            "users": [{"name": "harborfleet-admin", "user": {"client-certificate-data": b64("admin.crt"),
+                                                              "client-key-data": b64("admin.key")}}],
+            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "harborfleet-admin"}}],
+        }
+        path = self.dir / "kubeconfig"
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+        LAB.joinpath("kube").mkdir(exist_ok=True)
+        link = LAB / "kube" / "kubeconfig"
+        if not link.exists():
+            link.symlink_to(path)
+
+    def start(self):
+        binary = build() / "kube-apiserver"
+        self.make_pki()
+        self.write_kubeconfig()
+        pki = self.pki
+        spawn([str(binary),
+               f"--etcd-servers=http://{LOOPBACK}:{PORTS['etcd']}",
+               f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}", f"--secure-port={self.port}",
+               f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}",
+               f"--tls-private-key-file={pki / 'apiserver.key'}", f"--client-ca-file={pki / 'ca.crt'}",
+               "--service-cluster-ip-range=10.0.0.0/24", "--authorization-mode=RBAC",
+               "--service-account-issuer=https://kubernetes.default.svc",
+               f"--service-account-key-file={pki / 'sa.pub'}",
+               f"--service-account-signing-key-file={pki / 'sa.key'}",
+               "--disable-admission-plugins=ServiceAccount", "--profiling=false", "--v=1"],
+              self.logfile, self.pidfile)
+
+    def up(self):
+        super().up()
+        install_crds()
+
+
+def install_crds():
+    """Install the goharbor CRDs, without their conversion webhook (there is no operator to serve it)."""
+    import yaml  # the lab runs in the project's venv
+    from kubernetes import client, config
+
+    api = client.ApiextensionsV1Api(config.new_client_from_config(str(LAB / "kube" / "kubeconfig")))
+    names = []
+    for path in sorted((HERE / "crds").glob("goharbor.io_*.yaml")):
+        if "_v" in path.stem.split("io_", 1)[1]:
+            continue  # older releases' CRDs are test fixtures, not installed
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            doc["spec"]["conversion"] = {"strategy": "None"}
+            doc["metadata"].pop("annotations", None)
+            name = doc["metadata"]["name"]
+            names.append(name)
+            try:
+                current = api.read_custom_resource_definition(name)
+                doc["metadata"]["resourceVersion"] = current.metadata.resource_version
+                api.replace_custom_resource_definition(name, doc)
+            except client.ApiException as exc:
+                if exc.status != 404:
+                    raise
+                api.create_custom_resource_definition(doc)
+
+    def established():
+        for name in names:
+            conditions = api.read_custom_resource_definition(name).status.conditions or []
+            if not any(c.type == "Established" and c.status == "True" for c in conditions):
+                return False
+        return True
+
+    wait_until(established, 30, "goharbor CRDs")
+    log(f"CRDs installed: {', '.join(names)}")
+
+
+class Postgres(Service):
+    name = "postgres"
+    port = PORTS["postgres"]
+
+    @property
+    def user(self):
+        return "postgres" if os.geteuid() == 0 else None
+
+    @property
+    def data(self):
+        return self.dir / "data"
+
+    def pids(self):
+        return [read_pid(self.data / "postmaster.pid")]
+
+    def start(self):
+        creds = credentials()
+        if self.user:
+            shutil.chown(self.dir, self.user)
+            check = subprocess.run(["runuser", "-u", self.user, "--", "test", "-w", str(self.dir)], check=False)
+            if check.returncode:
+                raise LabError(f"postgres: the postgres user cannot write {self.dir}; "
+                               "set HARBORFLEET_LAB_DIR to a directory it can reach")
+        if not (self.data / "PG_VERSION").exists():
+            pwfile = self.dir / "pwfile"
+            pwfile.write_text(creds["pg_password"] + "\n")
+            pwfile.chmod(0o600)
+            if self.user:
+                shutil.chown(pwfile, self.user)
+            runner = ["runuser", "-u", self.user, "--"] if self.user else []
+            run(runner + [str(PG_BIN / "initdb"), "-D", str(self.data), "-U", "fleetadmin", f"--pwfile={pwfile}",
+                          "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync", "-E", "UTF8",
+                          "--locale=C.UTF-8"], capture_output=True)
+            pwfile.unlink()
+            with open(self.data / "postgresql.conf", "a", encoding="utf-8") as conf:
+                conf.write(f"\nlisten_addresses = '{LOOPBACK}'\nport = {self.port}\n"
+                           f"unix_socket_directories = '{self.dir}'\nmax_connections = 300\n"
+                           "password_encryption = 'scram-sha-256'\n"
+                           "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+        runner = ["runuser", "-u", self.user, "--"] if self.user else []
+        run(runner + [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile), "-w", "start"],
+            capture_output=True)
+
+    def ready(self):
+        return (self.data / "postmaster.pid").exists() and port_open(self.port)
+
+    def down(self, keep_data=False):
+        if (self.data / "postmaster.pid").exists():
+            runner = ["runuser", "-u", self.user, "--"] if self.user else []
+            subprocess.run(runner + [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"],
+                           capture_output=True, check=False)
+        super().down(keep_data)
+
+    @property
+    def logfile(self):
+        return self.dir / "postgres.log"
+
+
+def redis_conf(path, **settings):
+    lines = []
+    for key, value in settings.items():
+        for item in value if isinstance(value, list) else [value]:
+            lines.append(f"{key.replace('_', '-')} {item}")
+    Path(path).write_text("\n".join(lines) + "\n")
+
+
+class Sentinels(Service):
+    """Three sentinels sharing one password, ready to monitor tenants' master sets."""
+    name = "sentinels"
+
+    def instance(self, index):
+        return self.dir / f"sentinel-{index}"
+
+    def pids(self):
+        return [read_pid(self.instance(i) / "sentinel.pid") for i in range(len(PORTS["sentinels"]))]
+
+    def ready(self):
+        return all(port_open(port) for port in PORTS["sentinels"])
+
+    def start(self):
+        password = credentials()["sentinel_password"]
+        for index, port in enumerate(PORTS["sentinels"]):
+            home = self.instance(index)
+            home.mkdir(parents=True, exist_ok=True)
+            conf = home / "sentinel.conf"
+            # Sentinel rewrites its own config file: render it fresh for each start.
+            redis_conf(conf, port=port, bind=LOOPBACK, daemonize="yes", pidfile=home / "sentinel.pid",
+                       logfile=home / "sentinel.log", dir=home, requirepass=password,
+                       protected_mode="no", sentinel="resolve-hostnames no")
+            conf.chmod(0o600)
+            run(["redis-sentinel", str(conf)])
+
+    @property
+    def logfile(self):
+        return self.instance(0) / "sentinel.log"
+
+
+class SeaweedFS(Service):
+    name = "seaweedfs"
+    port = PORTS["s3"]
+
+    def start(self):
+        creds = credentials()
+        config = self.dir / "s3.json"
+        config.write_text(json.dumps({"identities": [{
+            "name": "fleetadmin",
+            "credentials": [{"accessKey": creds["s3_access_key"], "secretKey": creds["s3_secret_key"]}],
+            "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+        config.chmod(0o600)
+        (self.dir / "data").mkdir(exist_ok=True)
+        weed = Path(sys.executable).parent / "weed"
+        spawn([str(weed), "mini", f"-dir={self.dir / 'data'}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
+               f"-master.port={PORTS['weed_master']}", f"-volume.port={PORTS['weed_volume']}",
+               f"-filer.port={PORTS['weed_filer']}", f"-s3.port={self.port}", f"-admin.port={PORTS['weed_admin']}",
+               "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+               "-master.telemetry=false", f"-s3.config={config}", "-s3.iam.readOnly=false"],
+              self.logfile, self.pidfile)
+
+    def ready(self):
+        import urllib.request
+        import urllib.error
+        if not port_open(self.port):
+            return False
+        try:  # anonymous requests are refused once the S3 gateway has loaded its identities
+            urllib.request.urlopen(f"http://{LOOPBACK}:{self.port}/", timeout=1)
+        except urllib.error.HTTPError as exc:
+            return exc.code == 403
+        except OSError:
+            return False
+        return False
+
+
+class Reconciler(Service):
+    """The stand-in for the Harbor Operator: writes HarborCluster status (see lab/reconciler.py)."""
+    name = "reconciler"
+
+    def ready(self):
+        return (self.dir / "ready").exists()
+
+    def start(self):
+        (self.dir / "ready").unlink(missing_ok=True)
+        env = dict(os.environ, **lab_env())
+        spawn([sys.executable, str(HERE / "reconciler.py"), "--ready-file", str(self.dir / "ready"),
+               "--pause-file", str(self.dir / "paused")], self.logfile, self.pidfile, env=env)
+
+
+def services():
+    base = [Etcd(), KubeApiserver(), Postgres(), Sentinels(), SeaweedFS()]
+    if (HERE / "reconciler.py").exists():
+        base.append(Reconciler())
+    return base
+
+
+# --------------------------------------------------------------------------- tenant Redis instances
+
+def tenant_dir(name):
+    return LAB / "redis-tenants" / name
+
+
+def redis_tenant_start(name, password, replicas=1):
+    """Start a tenant's master + replicas on free ports; prints JSON describing them."""
+    home = tenant_dir(name)
+    state_file = home / "state.json"
+    if state_file.exists():
+        state = json.loads(state_file.read_text())
+        if all(pid_alive(read_pid(i["pidfile"]) or 0) for i in state["instances"]):
+            return state
+        redis_tenant_stop(name)
+    home.mkdir(parents=True, exist_ok=True)
+    used = set()
+    instances = []
+    for index in range(replicas + 1):
+        port = free_port(used)
+        role = "master" if index == 0 else f"replica-{index}"
+        conf = home / f"{role}.conf"
+        settings = dict(port=port, bind=LOOPBACK, daemonize="yes", pidfile=home / f"{role}.pid",
+                        logfile=home / f"{role}.log", dir=home, dbfilename=f"{role}.rdb", requirepass=password,
+                        masterauth=password, save='""', appendonly="no", hz=1, protected_mode="no",
+                        repl_diskless_sync="yes", repl_diskless_sync_delay=0)
+        if index:
+            settings["replicaof"] = f"{LOOPBACK} {instances[0]['port']}"
+        redis_conf(conf, **settings)
+        conf.chmod(0o600)
+        run(["redis-server", str(conf)])
+        instances.append({"role": "master" if index == 0 else "replica", "host": LOOPBACK, "port": port,
+                          "pidfile": str(home / f"{role}.pid"), "logfile": str(home / f"{role}.log")})
+    for inst in instances:
+        wait_until(lambda i=inst: port_open(i["port"]) and read_pid(i["pidfile"]), 10,
+                   f"redis {name} {inst['role']}", inst["logfile"])
+        inst["pid"] = read_pid(inst["pidfile"])
+    state = {"name": name, "instances": instances}
+    state_file.write_text(json.dumps(state, indent=2))
+    return state
+
+
+def redis_tenant_stop(name):
+    home = tenant_dir(name)
+    for pidfile in home.glob("*.pid"):
+        stop_pid(read_pid(pidfile), f"redis {name}")
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def redis_tenants():
+    root = LAB / "redis-tenants"
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+# --------------------------------------------------------------------------- commands
+
+def cmd_up(_args):
+    LAB.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    build()
+    write_env_files()
+    for service in services():
+        try:
+            service.up()
+        except (LabError, subprocess.CalledProcessError) as exc:
+            detail = exc.stderr.decode(errors="replace") if getattr(exc, "stderr", None) else ""
+            print(f"lab: FAILED to start {service.name}: {exc}\n{detail}{log_tail(service.logfile)}",
+                  file=sys.stderr)
+            return 1
+    log(f"up in {time.monotonic() - started:.1f}s")
+    log(f"kubeconfig:  {LAB / 'kube' / 'kubeconfig'}")
+    log(f"credentials: {LAB / 'env'} (shell) and {LAB / 'env.json'}")
+    return 0
+
+
+def cmd_down(_args):
+    for name in redis_tenants():
+        redis_tenant_stop(name)
+    for service in reversed(services()):
+        service.down()
+        log(f"{service.name}: stopped")
+    shutil.rmtree(LAB, ignore_errors=True)
+    return 0
+
+
+def cmd_status(_args):
+    rc = 0
+    for service in services():
+        state = service.status()
+        rc |= state != "running"
+        print(f"{service.name:15} {state}")
+    for name in redis_tenants():
+        print(f"{'redis ' + name:15} tenant instance(s)")
+    return rc
+
+
+def cmd_build(_args):
+    print(build())
+    return 0
+
+
+def cmd_redis_tenant(args):
+    if args.action == "start":
+        if not args.password:
+            print("lab: --password is required", file=sys.stderr)
+            return 2
+        print(json.dumps(redis_tenant_start(args.name, args.password, args.replicas)))
+    else:
+        redis_tenant_stop(args.name)
+    return 0
+
+
+def cmd_reconciler(args):
+    pause = LAB / "reconciler" / "paused"
+    if args.action == "pause":
+        pause.parent.mkdir(parents=True, exist_ok=True)
+        pause.touch()
+    else:
+        pause.unlink(missing_ok=True)
+    return 0
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func in (("up", cmd_up), ("down", cmd_down), ("status", cmd_status), ("build", cmd_build)):
+        sub.add_parser(name).set_defaults(func=func)
+    tenant = sub.add_parser("redis-tenant")
+    tenant.add_argument("action", choices=["start", "stop"])
+    tenant.add_argument("name")
+    tenant.add_argument("--password")
+    tenant.add_argument("--replicas", type=int, default=1)
+    tenant.set_defaults(func=cmd_redis_tenant)
+    rec = sub.add_parser("reconciler")
+    rec.add_argument("action", choices=["pause", "resume"])
+    rec.set_defaults(func=cmd_reconciler)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
