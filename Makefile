@@ -1,0 +1,86 @@
+# harborfleet.fleet: one entry point for set-up, the lab, tests, the demo and the benchmark.
+#   make test    set everything up from nothing, start the lab, run every check, stop the lab
+#   make demo    set up, start the lab and deploy the lab fleet
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+BIN         := $(CURDIR)/$(VENV)/bin
+PY          := $(BIN)/python
+BUILD       := $(CURDIR)/.build
+COLLECTIONS := $(BUILD)/collections
+LAB         := $(PY) lab/lab.py
+PYTEST_ARGS ?=
+N           ?= 100
+
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
+
+.PHONY: help setup system-deps venv collection go-build lab-up lab-down lab-status \
+        test check sanity lint unit integration molecule demo bench build clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+setup: system-deps venv collection go-build ## everything the lab and tests need (idempotent)
+
+system-deps: ## Debian packages: PostgreSQL 15, Redis + Sentinel, openssl, curl
+	@tools/install-system-deps
+
+venv: $(VENV)/.installed ## Python venv with ansible-core 2.19 and the test tools
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q -r requirements-dev.txt
+	touch $@
+
+collection: venv ## expose the checkout as ansible_collections/harborfleet/fleet
+	@mkdir -p $(COLLECTIONS)/ansible_collections/harborfleet
+	@ln -sfn $(CURDIR) $(COLLECTIONS)/ansible_collections/harborfleet/fleet
+
+go-build: venv ## build kube-apiserver + etcd once per version (cached per user, outside the checkout)
+	@$(LAB) build >/dev/null
+
+lab-up: setup ## start the lab (idempotent); prints where kubeconfig and credentials are
+	@$(LAB) up
+
+lab-down: ## stop every lab process by PID and delete lab data
+	@if [ -x $(PY) ]; then $(LAB) down; else python3 lab/lab.py down; fi
+
+lab-status: ## one line per lab service
+	@$(LAB) status
+
+test: setup ## the whole suite from nothing: lab up, sanity, lint, unit, integration, molecule, lab down
+	@$(LAB) up && { $(MAKE) --no-print-directory check; rc=$$?; $(LAB) down; exit $$rc; }
+
+check: sanity lint unit integration molecule
+
+sanity: collection ## ansible-test sanity
+	tools/sanity
+
+lint: venv ## ansible-lint, production profile
+	ansible-lint --profile production
+
+unit: collection ## unit tests
+	pytest tests/unit $(PYTEST_ARGS)
+
+integration: collection ## integration tests against the running lab
+	pytest tests/integration $(PYTEST_ARGS)
+
+molecule: collection ## molecule scenarios against the running lab
+	@for s in $$(ls molecule 2>/dev/null); do \
+	  [ -f molecule/$$s/molecule.yml ] || continue; \
+	  echo "== molecule test -s $$s"; molecule test -s $$s || exit 1; \
+	done
+
+demo: lab-up ## set up, start the lab, deploy the lab fleet
+	@echo "The lab is up (see above). Deploying the fleet arrives with the playbooks."
+
+bench: lab-up ## the fleet benchmark (N=tenants)
+	@echo "The benchmark arrives with the fleet modules."
+
+build: venv ## build the collection tarball into .build/
+	ansible-galaxy collection build --force --output-path $(BUILD)
+
+clean: lab-down ## remove build trees (keeps the venv and the Go binary cache)
+	rm -rf $(BUILD) tests/output

@@ -1,0 +1,197 @@
+# -*- coding: utf-8 -*-
+# Copyright: harborfleet.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The tenant model: the one place where every name a tenant owns is derived and every tenant input is checked.
+
+A tenant id is a short DNS label (lowercase letters, digits, single hyphens). From it come the Kubernetes
+namespace and object names, the PostgreSQL database prefix and login role, the S3 bucket and IAM user, and the
+Redis Sentinel master set. Keeping the derivation here means a module, a role, the inventory plugin and the lab
+all agree on what "tenant acme" owns.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+
+TENANT_ID_MAX = 40
+TENANT_ID_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+PG_IDENTIFIER_MAX = 63
+PG_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+MASTER_SET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+# Harbor Operator database names, joined to the prefix with no separator (<prefix>core).
+CORE_DATABASES = ("core",)
+NOTARY_DATABASES = ("notaryserver", "notarysigner")
+LONGEST_DATABASE = max(CORE_DATABASES + NOTARY_DATABASES, key=len)
+
+PASSWORD_ALPHABET = string.ascii_letters + string.digits
+
+
+class TenantInputError(ValueError):
+    """Bad input, found before anything is changed. ``field`` names the offending option."""
+
+    def __init__(self, field, message):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def validate_tenant_id(value, field="tenant"):
+    if not isinstance(value, str) or not value:
+        raise TenantInputError(field, "a tenant id is required")
+    if len(value) > TENANT_ID_MAX:
+        raise TenantInputError(field, f"{value!r} is longer than {TENANT_ID_MAX} characters")
+    if not TENANT_ID_RE.match(value):
+        raise TenantInputError(
+            field, f"{value!r} is not a valid tenant id: use lowercase letters, digits and single hyphens, "
+                   "starting with a letter and not ending with a hyphen")
+    return value
+
+
+def validate_db_prefix(value, field="prefix"):
+    """A database prefix must leave room for the longest database name the operator appends."""
+    limit = PG_IDENTIFIER_MAX - len(LONGEST_DATABASE)
+    if not isinstance(value, str) or not value:
+        raise TenantInputError(field, "a database prefix is required")
+    if len(value) > limit:
+        raise TenantInputError(field, f"{value!r} is longer than {limit} characters "
+                                      f"(<prefix>{LONGEST_DATABASE} must fit PostgreSQL's 63-byte limit)")
+    if not PG_NAME_RE.match(value):
+        raise TenantInputError(field, f"{value!r} may only contain lowercase letters, digits and '_', "
+                                      "and must not start with a digit")
+    return value
+
+
+def validate_pg_name(value, field):
+    if not isinstance(value, str) or not value or len(value) > PG_IDENTIFIER_MAX or not PG_NAME_RE.match(value):
+        raise TenantInputError(field, f"{value!r} is not a valid PostgreSQL name: lowercase letters, digits and "
+                                      f"'_', not starting with a digit, at most {PG_IDENTIFIER_MAX} characters")
+    return value
+
+
+def validate_bucket_name(value, field="bucket"):
+    """S3 bucket naming rules for DNS-compatible (virtual-host addressable) buckets."""
+    problem = None
+    if not isinstance(value, str) or not BUCKET_RE.match(value or ""):
+        problem = ("must be 3-63 characters of lowercase letters, digits, '.' and '-', "
+                   "beginning and ending with a letter or digit")
+    elif ".." in value or ".-" in value or "-." in value:
+        problem = "must not contain '..', '.-' or '-.'"
+    elif IPV4_RE.match(value):
+        problem = "must not look like an IP address"
+    elif value.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or value.endswith(("-s3alias", "--ol-s3", "--x-s3")):
+        problem = "uses a prefix or suffix S3 reserves"
+    if problem:
+        raise TenantInputError(field, f"{value!r} is not a valid bucket name: it {problem}")
+    return value
+
+
+def validate_dns_label(value, field):
+    if not isinstance(value, str) or len(value) > 63 or not DNS_LABEL_RE.match(value):
+        raise TenantInputError(field, f"{value!r} is not a valid DNS label (RFC 1123): lowercase letters, "
+                                      "digits and '-', at most 63 characters")
+    return value
+
+
+def validate_master_set(value, field="master_set"):
+    if not isinstance(value, str) or not MASTER_SET_RE.match(value):
+        raise TenantInputError(field, f"{value!r} is not a valid master set name: letters, digits, '.', '_' "
+                                      "and '-', at most 100 characters")
+    return value
+
+
+def generate_password(length=40):
+    """A URL-safe password (letters and digits only): the operator breaks on URL-special characters."""
+    return "".join(secrets.SystemRandom().choices(PASSWORD_ALPHABET, k=length))
+
+
+def is_url_safe_password(value):
+    return bool(value) and all(ch in PASSWORD_ALPHABET for ch in value)
+
+
+class Tenant:
+    """Every name a tenant owns, derived from its id (and, for buckets, a fleet-wide prefix).
+
+    S3 bucket names are global on AWS, so fleets usually set ``bucket_prefix`` to something of their own.
+    """
+
+    __slots__ = ("id", "bucket_prefix")
+
+    def __init__(self, tenant_id, bucket_prefix="harbor-", field="tenant"):
+        self.id = validate_tenant_id(tenant_id, field)
+        self.bucket_prefix = bucket_prefix or ""
+        if self.bucket_prefix:
+            validate_bucket_name(self.bucket_prefix + self.id, "bucket_prefix")
+
+    def __repr__(self):
+        return f"Tenant({self.id!r})"
+
+    @property
+    def slug(self):
+        """The id with '-' as '_', for PostgreSQL names."""
+        return self.id.replace("-", "_")
+
+    # Kubernetes
+    @property
+    def namespace(self):
+        return f"harbor-{self.id}"
+
+    @property
+    def cluster_name(self):
+        return self.id
+
+    @property
+    def labels(self):
+        return {"app.kubernetes.io/managed-by": "harborfleet", "harborfleet.io/tenant": self.id}
+
+    def secret_name(self, purpose):
+        """Secret names by purpose: database, cache, admin, storage."""
+        if purpose not in ("database", "cache", "admin", "storage"):
+            raise ValueError(f"unknown secret purpose {purpose!r}")
+        return f"{self.id}-{purpose}"
+
+    # PostgreSQL
+    @property
+    def db_prefix(self):
+        return f"{self.slug}_"
+
+    @property
+    def db_role(self):
+        return f"harbor_{self.slug}"
+
+    def databases(self, notary=False, prefix=None):
+        names = CORE_DATABASES + (NOTARY_DATABASES if notary else ())
+        return [f"{prefix if prefix is not None else self.db_prefix}{name}" for name in names]
+
+    # S3
+    @property
+    def bucket(self):
+        return f"{self.bucket_prefix}{self.id}" if self.bucket_prefix else self.id
+
+    @property
+    def iam_user(self):
+        return f"harbor-{self.id}"
+
+    # Redis Sentinel
+    @property
+    def master_set(self):
+        return f"harbor-{self.id}"
+
+    def names(self, notary=False):
+        """Everything at once, e.g. for an inventory host's variables or a status report."""
+        return {
+            "tenant": self.id,
+            "namespace": self.namespace,
+            "cluster_name": self.cluster_name,
+            "db_prefix": self.db_prefix,
+            "db_role": self.db_role,
+            "databases": self.databases(notary),
+            "bucket": self.bucket,
+            "iam_user": self.iam_user,
+            "master_set": self.master_set,
+            "secrets": {purpose: self.secret_name(purpose) for purpose in ("database", "cache", "admin", "storage")},
+        }

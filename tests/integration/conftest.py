@@ -1,0 +1,127 @@
+"""Fixtures for integration tests: the lab's real services, read from the env file `make lab-up` writes."""
+import json
+import os
+import sys
+import uuid
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "lab"))
+
+import lab as lab_module  # noqa: E402  pylint: disable=wrong-import-position
+
+
+@pytest.fixture(scope="session")
+def lab_env():
+    path = os.path.join(str(lab_module.LAB), "env.json")
+    if not os.path.exists(path):
+        pytest.fail(f"the lab is not up ({path} is missing): run `make lab-up` first")
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+@pytest.fixture(scope="session")
+def lab():
+    """The lab's helper functions (tenant Redis instances, reconciler pause...)."""
+    return lab_module
+
+
+@pytest.fixture
+def unique():
+    """A short unique suffix, so tests never collide with each other or with earlier runs."""
+    return uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def kube_client(lab_env):
+    from kubernetes import config
+    return config.new_client_from_config(lab_env["LAB_KUBECONFIG"])
+
+
+@pytest.fixture(scope="session")
+def s3_admin(lab_env):
+    import boto3
+    return boto3.client("s3", endpoint_url=lab_env["LAB_S3_ENDPOINT"], region_name=lab_env["LAB_S3_REGION"],
+                        aws_access_key_id=lab_env["LAB_S3_ACCESS_KEY"],
+                        aws_secret_access_key=lab_env["LAB_S3_SECRET_KEY"])
+
+
+@pytest.fixture(scope="session")
+def sentinel_addresses(lab_env):
+    return [(host, int(port)) for host, port in (item.split(":") for item in lab_env["LAB_SENTINELS"].split(","))]
+
+
+def pg_connect(lab_env, **overrides):
+    import psycopg2
+    params = dict(host=lab_env["LAB_PG_HOST"], port=int(lab_env["LAB_PG_PORT"]), user=lab_env["LAB_PG_USER"],
+                  password=lab_env["LAB_PG_PASSWORD"], dbname="postgres", connect_timeout=5)
+    params.update(overrides)
+    return psycopg2.connect(**params)
+
+
+def harbor_cluster_manifest(name, namespace, **spec_overrides):
+    """A HarborCluster that the real CRD schema accepts (see NOTES: the fields the operator requires)."""
+    spec = {
+        "version": "2.6.4",
+        "externalURL": f"https://{name}.registry.example.test",
+        "harborAdminPasswordRef": f"{name}-admin",
+        "core": {"tokenIssuer": {"kind": "Issuer", "name": "harbor-issuer"}},
+        "expose": {"core": {"ingress": {"host": f"{name}.registry.example.test"},
+                            "tls": {"certificateRef": f"{name}-tls"}}},
+        "database": {"kind": "PostgreSQL", "spec": {"postgresql": {
+            "hosts": [{"host": "127.0.0.1", "port": 25432}], "username": f"harbor_{name}",
+            "passwordRef": f"{name}-database", "sslMode": "disable", "prefix": f"{name}_"}}},
+        "cache": {"kind": "Redis", "spec": {"redis": {
+            "host": "127.0.0.1", "port": 26380, "sentinelMasterSet": f"harbor-{name}",
+            "passwordRef": f"{name}-cache"}}},
+        "storage": {"kind": "S3", "spec": {"s3": {
+            "region": "us-east-1", "bucket": f"harbor-{name}", "accesskey": "AKIAEXAMPLE",
+            "secretkeyRef": f"{name}-storage", "regionendpoint": "http://127.0.0.1:28333"}}},
+    }
+    spec.update(spec_overrides)
+    return {"apiVersion": "goharbor.io/v1beta1", "kind": "HarborCluster",
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+
+
+class ModuleRun:
+    """Runs one of the collection's modules through ansible itself, as a playbook would."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def __call__(self, module, args, check=False, diff=False, verbosity=0, raw=False, extra_env=None):
+        """Return the module's result dict (``raw=False``) or ``(returncode, stdout + stderr)`` text."""
+        import subprocess
+        command = ["ansible", "localhost", "-m", f"harborfleet.fleet.{module}", "-a", json.dumps(args)]
+        if check:
+            command.append("--check")
+        if diff:
+            command.append("--diff")
+        if verbosity:
+            command.append("-" + "v" * verbosity)
+        env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+                   ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR="1")
+        if not raw:
+            env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+        env.update(extra_env or {})
+        proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False, cwd=ROOT, timeout=900)
+        if raw:
+            return proc.returncode, proc.stdout + proc.stderr
+        try:
+            report = json.loads(proc.stdout)
+            return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
+        except (ValueError, KeyError, IndexError):
+            raise AssertionError(f"ansible did not return a result:\n{proc.stdout}\n{proc.stderr}") from None
+
+
+@pytest.fixture(scope="session")
+def run_module(lab_env):
+    return ModuleRun(lab_env)
+
+
+@pytest.fixture(scope="session")
+def pg_login(lab_env):
+    """Connection options of the lab's PostgreSQL admin login, as the modules take them."""
+    return dict(login_host=lab_env["LAB_PG_HOST"], login_port=int(lab_env["LAB_PG_PORT"]),
+                login_user=lab_env["LAB_PG_USER"], login_password=lab_env["LAB_PG_PASSWORD"])
