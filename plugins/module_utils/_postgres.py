@@ -400,6 +400,7 @@ class DatabaseBackend:
                       sql.SQL("COMMENT ON DATABASE {} IS %s").format(db_q), [spec.comment])
             self._sql(plan, f"revoke connect on {name} from PUBLIC",
                       sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(db_q))
+            self._schema_owner(plan, name, spec.role)
             return
         for option in ("encoding", "lc_collate", "lc_ctype"):
             if option in desired and actual[option] != desired[option]:
@@ -421,6 +422,22 @@ class DatabaseBackend:
         if not actual["owner_connect"] or actual["owner"] != spec.role:
             self._sql(plan, f"grant connect on {name} to {spec.role}",
                       sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(db_q, role_q))
+
+    def _schema_owner(self, plan, database, role):
+        """A NOINHERIT role does not get the rights of PostgreSQL 15's pg_database_owner (owner of schema public in
+        new databases), so Harbor's migrations could not create tables: make the role own schema public."""
+        statement = sql.SQL("ALTER SCHEMA public OWNER TO {}").format(sql.Identifier(role))
+        record = self.connection().cursor().mogrify(statement).decode("utf-8") + f" -- in database {database}"
+
+        def execute(_conn):
+            conn = connect(dict(self.params, login_db=database))
+            try:
+                with conn.cursor() as cur:
+                    cur.execute(statement)
+            finally:
+                conn.close()
+
+        plan.add(f"make {role} owner of schema public in {database}", execute, record)
 
     def _plan_absent(self, spec, state, plan):
         existing = [name for name in spec.databases if name in state.databases]

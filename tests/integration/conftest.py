@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import tempfile
 import uuid
 
 import pytest
@@ -52,12 +53,14 @@ def sentinel_addresses(lab_env):
     return [(host, int(port)) for host, port in (item.split(":") for item in lab_env["LAB_SENTINELS"].split(","))]
 
 
-def pg_connect(lab_env, **overrides):
+def pg_connect(lab_env, autocommit=False, **overrides):
     import psycopg2
     params = dict(host=lab_env["LAB_PG_HOST"], port=int(lab_env["LAB_PG_PORT"]), user=lab_env["LAB_PG_USER"],
                   password=lab_env["LAB_PG_PASSWORD"], dbname="postgres", connect_timeout=5)
     params.update(overrides)
-    return psycopg2.connect(**params)
+    conn = psycopg2.connect(**params)
+    conn.autocommit = autocommit
+    return conn
 
 
 def harbor_cluster_manifest(name, namespace, **spec_overrides):
@@ -93,7 +96,7 @@ class ModuleRun:
     def __call__(self, module, args, check=False, diff=False, verbosity=0, raw=False, extra_env=None):
         """Return the module's result dict (``raw=False``) or ``(returncode, stdout + stderr)`` text."""
         import subprocess
-        command = ["ansible", "localhost", "-m", f"harborfleet.fleet.{module}", "-a", json.dumps(args)]
+        command = [os.path.join(os.path.dirname(sys.executable), "ansible"), "localhost", "-m", f"harborfleet.fleet.{module}", "-a", json.dumps(args)]
         if check:
             command.append("--check")
         if diff:
@@ -102,17 +105,20 @@ class ModuleRun:
             command.append("-" + "v" * verbosity)
         env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
                    ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR="1")
-        if not raw:
-            env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
         env.update(extra_env or {})
-        proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False, cwd=ROOT, timeout=900)
-        if raw:
-            return proc.returncode, proc.stdout + proc.stderr
-        try:
-            report = json.loads(proc.stdout)
-            return report["plays"][0]["tasks"][0]["hosts"]["localhost"]
-        except (ValueError, KeyError, IndexError):
-            raise AssertionError(f"ansible did not return a result:\n{proc.stdout}\n{proc.stderr}") from None
+        with tempfile.NamedTemporaryFile(suffix=".jsonl") as results:
+            if not raw:
+                env.update(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_CALLBACKS_ENABLED="result_file",
+                           ANSIBLE_CALLBACK_PLUGINS=os.path.join(ROOT, "tests", "integration", "callback_plugins"),
+                           HARBORFLEET_RESULT_FILE=results.name)
+            proc = subprocess.run(command, capture_output=True, text=True, env=env, check=False, cwd=ROOT,
+                                  timeout=900)
+            if raw:
+                return proc.returncode, proc.stdout + proc.stderr
+            lines = [line for line in open(results.name, encoding="utf-8").read().splitlines() if line]
+        if not lines:
+            raise AssertionError(f"ansible did not return a result:\n{proc.stdout}\n{proc.stderr}")
+        return json.loads(lines[-1])
 
 
 @pytest.fixture(scope="session")
