@@ -39,19 +39,22 @@ GO_MODULE = HERE / "go" / "kube"
 KUBE_VERSION = "1.36.3"
 LOOPBACK = "127.0.0.1"
 
-PORTS = {
-    "etcd": 23790,
-    "etcd_peer": 23800,
-    "apiserver": 26443,
-    "postgres": 25432,
-    "sentinels": [26380, 26381, 26382],
-    "s3": 28333,
-    "weed_master": 29333,
-    "weed_volume": 29340,
-    "weed_filer": 28888,
-    "weed_admin": 29646,
-}
-TENANT_REDIS_PORTS = range(27000, 27990)
+# HARBORFLEET_LAB_PORT_OFFSET shifts every port, so a second lab (e.g. a clean clone's) can run beside this one.
+PORT_OFFSET = int(os.environ.get("HARBORFLEET_LAB_PORT_OFFSET", "0"))
+PORTS = {name: [p + PORT_OFFSET for p in port] if isinstance(port, list) else port + PORT_OFFSET
+         for name, port in {
+             "etcd": 23790,
+             "etcd_peer": 23800,
+             "apiserver": 26443,
+             "postgres": 25432,
+             "sentinels": [26380, 26381, 26382],
+             "s3": 28333,
+             "weed_master": 29333,
+             "weed_volume": 29340,
+             "weed_filer": 28888,
+             "weed_admin": 29646,
+         }.items()}
+TENANT_REDIS_PORTS = range(27000 + PORT_OFFSET, 27990 + PORT_OFFSET)
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 

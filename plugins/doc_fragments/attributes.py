@@ -16,6 +16,7 @@ attributes:
     support: full
     description: Returns a before/after view per tenant; secrets are never shown, only whether they change.
   platform:
+    support: full
     platforms: posix
     description: Runs where the backing service is reachable, usually the controller or an execution environment.
 """
@@ -28,5 +29,6 @@ attributes:
   diff_mode:
     support: none
   platform:
+    support: full
     platforms: posix
 """

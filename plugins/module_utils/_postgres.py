@@ -140,9 +140,10 @@ def password_matches(stored, password, role):
 
 # --------------------------------------------------------------------------- desired state
 
-ROLE_FLAGS = (("login", "LOGIN", True), ("superuser", "SUPERUSER", False), ("createdb", "CREATEDB", False),
-              ("createrole", "CREATEROLE", False), ("inherit", "INHERIT", False),
-              ("replication", "REPLICATION", False), ("bypassrls", "BYPASSRLS", False))
+# role attribute -> (SQL keyword, value every tenant role gets)
+ROLE_FLAGS = {"login": ("LOGIN", True), "superuser": ("SUPERUSER", False), "createdb": ("CREATEDB", False),
+              "createrole": ("CREATEROLE", False), "inherit": ("INHERIT", False),
+              "replication": ("REPLICATION", False), "bypassrls": ("BYPASSRLS", False)}
 
 
 class TenantDatabaseSpec:
@@ -181,7 +182,7 @@ class TenantDatabaseSpec:
                                                       f"{{database}} and {{timestamp}} may be used ({exc})") from None
 
     def desired_role(self):
-        role = {name: default for name, _, default in ROLE_FLAGS}
+        role = {name: flag[1] for name, flag in ROLE_FLAGS.items()}
         role.update(connection_limit=self.role_connection_limit, comment=self.comment)
         if self.valid_until is not None:
             role["valid_until"] = self.valid_until
@@ -327,7 +328,7 @@ class DatabaseBackend:
         if actual_role is None:
             if not spec.password:
                 raise TenantInputError("password", f"is required to create role {spec.role!r}")
-            flags = [word if desired_role[name] else "NO" + word for name, word, _ in ROLE_FLAGS]
+            flags = [_flag_sql(name, desired_role[name]) for name in ROLE_FLAGS]
             clauses = [sql.SQL(" ".join(flags)),
                        sql.SQL("CONNECTION LIMIT {}").format(sql.SQL(str(int(spec.role_connection_limit)))),
                        sql.SQL("PASSWORD %s")]
@@ -341,8 +342,8 @@ class DatabaseBackend:
                       sql.SQL("COMMENT ON ROLE {} IS %s").format(role_q), [spec.comment])
             password_state = "set"
         else:
-            clauses = [sql.SQL(word if desired_role[name] else "NO" + word)
-                       for name, word, _ in ROLE_FLAGS if actual_role[name] != desired_role[name]]
+            clauses = [sql.SQL(_flag_sql(name, desired_role[name]))
+                       for name in ROLE_FLAGS if actual_role[name] != desired_role[name]]
             if actual_role["connection_limit"] != spec.role_connection_limit:
                 clauses.append(sql.SQL("CONNECTION LIMIT {}").format(sql.SQL(str(int(spec.role_connection_limit)))))
             params = []
@@ -498,6 +499,11 @@ class DatabaseBackend:
             os.replace(partial, path)
 
         return dump
+
+
+def _flag_sql(name, enabled):
+    keyword = ROLE_FLAGS[name][0]
+    return keyword if enabled else "NO" + keyword
 
 
 def _role_view(role):

@@ -21,7 +21,8 @@ description:
   - With O(state=absent) the databases are dropped, then the role, only when O(allow_drop=true); with
     O(backup_dir) each database is first written with C(pg_dump --format=custom) and nothing is dropped if a dump
     fails.
-author: harborfleet maintainers
+author:
+  - harborfleet maintainers (@harborfleet)
 extends_documentation_fragment:
   - harborfleet.fleet.postgres
   - harborfleet.fleet.batch
@@ -225,7 +226,7 @@ databases:
   elements: str
   sample: [acme_core]
 password:
-  description: What happened to the password: V(set) (role created), V(changed) or V(unchanged). Never the value.
+  description: What happened to the password, V(set) (role created), V(changed) or V(unchanged); never the value.
   returned: single form, state=present
   type: str
   sample: unchanged

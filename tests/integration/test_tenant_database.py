@@ -20,6 +20,10 @@ def tenants(lab_env, pg_login, run_module):
                                 tenants=[{"tenant": t, "notary": True} for t in created]))
 
 
+def without_timestamps(actions):
+    return [action.split(" to /")[0] for action in actions]
+
+
 def tenant_login(lab_env, role, password, dbname):
     return pg_connect(lab_env, user=role, password=password, dbname=dbname)
 
@@ -111,8 +115,8 @@ def test_password_rotation(lab_env, pg_login, run_module, tenants, unique):
 def test_tenants_are_isolated(lab_env, pg_login, run_module, tenants, unique):
     a, b = f"iso-a-{unique}", f"iso-b-{unique}"
     tenants.extend([a, b])
-    run_module(MODULE, dict(pg_login, tenants=[{"tenant": a, "password": "PasswordA1"},
-                                                {"tenant": b, "password": "PasswordB1"}]))
+    items = [{"tenant": a, "password": "PasswordA1"}, {"tenant": b, "password": "PasswordB1"}]
+    run_module(MODULE, dict(pg_login, tenants=items))
     tenant_login(lab_env, f"harbor_iso_a_{unique}", "PasswordA1", f"iso_a_{unique}_core").close()
     with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
         tenant_login(lab_env, f"harbor_iso_a_{unique}", "PasswordA1", f"iso_b_{unique}_core")
@@ -143,9 +147,6 @@ def test_drop_is_guarded_and_backup_restores(lab_env, pg_login, run_module, tena
     assert predicted["changed"] is True and server_state(lab_env, role, [db])[0] == [role]
     dropped = run_module(MODULE, dict(pg_login, tenant=tenant, state="absent", allow_drop=True,
                                       backup_dir=str(tmp_path)))
-    def without_timestamps(actions):
-        return [action.split(" to /")[0] for action in actions]
-
     assert dropped["changed"] is True
     assert without_timestamps(dropped["actions"]) == without_timestamps(predicted["actions"])
     assert server_state(lab_env, role, [db]) == ([], [])

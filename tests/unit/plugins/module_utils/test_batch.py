@@ -83,9 +83,13 @@ def test_one_resource_per_worker_closed_at_the_end():
 
 def test_apply_plan_runs_changes_in_order_and_stops_at_an_error():
     calls = []
+
+    def refuse(_resource):
+        raise ValueError("no")
+
     plan = Plan("t")
     plan.add("first", lambda r: calls.append("first"))
-    plan.add("second", lambda r: (_ for _ in ()).throw(ValueError("no")))
+    plan.add("second", refuse)
     plan.add("third", lambda r: calls.append("third"))
     run_batch([plan], apply_plan)
     assert calls == ["first"] and "no" in plan.error

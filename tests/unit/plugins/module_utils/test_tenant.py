@@ -83,7 +83,7 @@ def test_bucket_prefix_is_validated_with_the_id():
 
 
 def test_generated_passwords_are_url_safe_and_distinct():
-    passwords = {generate_password() for _ in range(50)}
+    passwords = {generate_password() for attempt in range(50)}
     assert len(passwords) == 50
     assert all(len(p) == 40 and is_url_safe_password(p) for p in passwords)
     assert not is_url_safe_password("p@ss#word")
