@@ -1,0 +1,220 @@
+# -*- coding: utf-8 -*-
+# Copyright: harborfleet.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet description: tenants, plans and shared tiers, validated, with deterministic placement.
+
+A fleet file (YAML) holds what people edit::
+
+    defaults: {plan: small, region: eu, harbor_version: 2.6.4, domain: registry.example.com}
+    plans: {small: {...}, large: {...}}
+    tiers:
+      postgres: [{name: pg-a, host: ..., port: 5432, capacity: 400, regions: [eu]}]
+      sentinel_groups: [{name: sg-a, sentinels: ["10.0.0.1:26379", ...], capacity: 120, redis_hosts: [...]}]
+      s3: [{name: s3-eu, endpoint: https://..., region: eu-west-1, bucket_prefix: corp-harbor-}]
+    tenants:
+      - {id: acme, plan: large, external_url: https://registry.acme.example}
+      - {id: globex, placement: {postgres: pg-b}}        # pinned by hand
+
+Placement (which PostgreSQL server and which sentinel group a tenant lives on) is recorded in a machine-written
+sidecar, ``<fleet file>.placement.yml``, committed next to the fleet file like a lock file. A tenant keeps its
+recorded or pinned placement forever: nothing here ever moves a tenant. New tenants go, in id order, to the tier
+member with the most free capacity in their region (ties by name), so the same inputs always give the same
+answer, and a full tier is an error naming the tenant, never an overfilled server.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
+    Tenant, TenantInputError, validate_dns_label)
+
+PLACED_TIERS = ("postgres", "sentinel_groups")
+PLACEMENT_KEYS = {"postgres": "postgres", "sentinel_groups": "sentinel_group"}
+TENANT_KEYS = {"id", "plan", "region", "harbor_version", "external_url", "placement", "overrides", "notary",
+               "labels"}
+DEFAULT_CAPACITY = {"postgres": 500, "sentinel_groups": 120}
+
+
+class FleetError(ValueError):
+    """A problem with the fleet description; the message names the tenant or tier."""
+
+
+def placement_path(fleet_path):
+    base = fleet_path[:-4] if fleet_path.endswith(".yml") else fleet_path[:-5] if fleet_path.endswith(".yaml") \
+        else fleet_path
+    return base + ".placement.yml"
+
+
+class Fleet:
+    """A validated fleet description plus its recorded placement."""
+
+    def __init__(self, data, placement=None):
+        if not isinstance(data, dict):
+            raise FleetError("the fleet file must be a mapping with 'tenants' (and optionally defaults, plans, tiers)")
+        self.defaults = dict(data.get("defaults") or {})
+        self.plans = dict(data.get("plans") or {})
+        self.tiers = {name: list((data.get("tiers") or {}).get(name) or []) for name in
+                      ("postgres", "sentinel_groups", "s3", "kubernetes")}
+        self.recorded = {tid: dict(p) for tid, p in ((placement or {}).get("tenants") or {}).items()}
+        self._check_tiers()
+        self.tenants = self._check_tenants(data.get("tenants") or [])
+
+    # ------------------------------------------------------------------ validation
+    def _check_tiers(self):
+        for kind, members in self.tiers.items():
+            seen = set()
+            for index, member in enumerate(members):
+                where = f"tiers.{kind}[{index}]"
+                if not isinstance(member, dict) or not member.get("name"):
+                    raise FleetError(f"{where}: every tier member needs a name")
+                validate_dns_label(member["name"], f"{where}.name")
+                if member["name"] in seen:
+                    raise FleetError(f"{where}: name {member['name']!r} is used twice")
+                seen.add(member["name"])
+                if kind in DEFAULT_CAPACITY:
+                    capacity = member.get("capacity", DEFAULT_CAPACITY[kind])
+                    if not isinstance(capacity, int) or capacity < 0:
+                        raise FleetError(f"{where}.capacity: must be a whole number >= 0")
+                if kind == "sentinel_groups" and not member.get("sentinels"):
+                    raise FleetError(f"{where}.sentinels: a sentinel group needs at least one sentinel host:port")
+
+    def _check_tenants(self, raw):
+        if not isinstance(raw, list):
+            raise FleetError("tenants: must be a list")
+        tenants, errors, seen = [], [], {}
+        for index, item in enumerate(raw):
+            where = f"tenants[{index}]"
+            if not isinstance(item, dict):
+                errors.append(f"{where}: must be a mapping with at least an id")
+                continue
+            unknown = sorted(set(item) - TENANT_KEYS)
+            if unknown:
+                errors.append(f"{where} ({item.get('id')!r}): unknown keys {', '.join(unknown)}")
+            try:
+                Tenant(item.get("id"), field=f"{where}.id")
+            except TenantInputError as exc:
+                errors.append(str(exc))
+                continue
+            if item["id"] in seen:
+                errors.append(f"{where}.id: duplicate tenant id {item['id']!r} (also tenants[{seen[item['id']]}])")
+                continue
+            seen[item["id"]] = index
+            tenant = dict(self.defaults)
+            tenant.pop("domain", None)
+            tenant.update(item)
+            plan = tenant.get("plan")
+            if plan is not None and plan not in self.plans:
+                errors.append(f"{where}.plan: unknown plan {plan!r} (plans: {', '.join(sorted(self.plans)) or 'none'})")
+            tenants.append(tenant)
+        if errors:
+            raise FleetError("invalid tenants: " + "; ".join(errors))
+        return tenants
+
+    # ------------------------------------------------------------------ placement
+    def members(self, kind, region=None):
+        return [m for m in self.tiers[kind] if region is None or not m.get("regions") or region in m["regions"]]
+
+    def placement(self):
+        """Every tenant's placement: pinned in the fleet file, else recorded, else newly computed.
+
+        Returns ``(placement, new)``: {tenant id: {postgres: name, sentinel_group: name}} and the ids placed now.
+        """
+        result, new = {}, []
+        load = {kind: {m["name"]: 0 for m in self.tiers[kind]} for kind in PLACED_TIERS}
+        # Tenants gone from the fleet file keep their record (and their load) until they are removed from the
+        # backends and forgotten: the removal needs to know where they live.
+        current = {tenant["id"]: tenant for tenant in self.tenants}
+        for tid in sorted(set(current) | set(self.recorded)):
+            chosen = dict(self.recorded.get(tid, {}))
+            chosen.update((current.get(tid) or {}).get("placement") or {})
+            result[tid] = chosen
+            for kind in PLACED_TIERS:
+                name = chosen.get(PLACEMENT_KEYS[kind])
+                if name is None:
+                    continue
+                if name not in load[kind]:
+                    raise FleetError(f"tenant {tid!r}: placed on {kind} member {name!r}, which is not in "
+                                     f"tiers.{kind}; a tenant is never moved silently: fix the fleet file")
+                load[kind][name] += 1
+        for tenant in sorted(self.tenants, key=lambda t: t["id"]):
+            chosen = result[tenant["id"]]
+            for kind in PLACED_TIERS:
+                key = PLACEMENT_KEYS[kind]
+                if chosen.get(key) or not self.tiers[kind]:
+                    continue
+                candidates = [(self._capacity(m, kind) - load[kind][m["name"]], m["name"])
+                              for m in self.members(kind, tenant.get("region"))]
+                candidates = [c for c in candidates if c[0] > 0]
+                if not candidates:
+                    raise FleetError(f"tenant {tenant['id']!r}: no {kind} member with free capacity"
+                                     + (f" in region {tenant.get('region')!r}" if tenant.get("region") else "")
+                                     + "; add a member or raise a capacity")
+                free, name = sorted(candidates, key=lambda c: (-c[0], c[1]))[0]
+                chosen[key] = name
+                load[kind][name] += 1
+                if tenant["id"] not in new:
+                    new.append(tenant["id"])
+        return result, new
+
+    def forget(self, tenant_ids):
+        """Drop removed tenants from the record; a tenant still in the fleet file cannot be forgotten."""
+        current = {tenant["id"] for tenant in self.tenants}
+        still = sorted(set(tenant_ids) & current)
+        if still:
+            raise FleetError(f"cannot forget {', '.join(still)}: still in the fleet file (remove them there first)")
+        for tid in tenant_ids:
+            self.recorded.pop(tid, None)
+
+    @staticmethod
+    def _capacity(member, kind):
+        return member.get("capacity", DEFAULT_CAPACITY[kind])
+
+    def usage(self, placement):
+        """{kind: {member: (used, capacity)}} for reports and the capacity check."""
+        out = {}
+        for kind in PLACED_TIERS:
+            out[kind] = {m["name"]: [0, self._capacity(m, kind)] for m in self.tiers[kind]}
+            for chosen in placement.values():
+                name = chosen.get(PLACEMENT_KEYS[kind])
+                if name in out[kind]:
+                    out[kind][name][0] += 1
+        return out
+
+    def placement_document(self, placement):
+        """The sidecar file's content: every tenant's placement, sorted, nothing else."""
+        return {"tenants": {tid: dict(sorted(placement[tid].items())) for tid in sorted(placement)}}
+
+    # ------------------------------------------------------------------ per-tenant view
+    def tenant_vars(self, tenant, placement):
+        """Everything a play needs for one tenant: its settings, plan, names and resolved tiers."""
+        tid = tenant["id"]
+        chosen = placement.get(tid, {})
+        s3 = self.tiers["s3"][0] if self.tiers["s3"] else {}
+        model = Tenant(tid, bucket_prefix=s3.get("bucket_prefix", "harbor-"))
+        domain = self.defaults.get("domain")
+        external_url = tenant.get("external_url") or (f"https://{tid}.{domain}" if domain else None)
+        out = {
+            "harbor_tenant": tid,
+            "harbor_plan": tenant.get("plan"),
+            "harbor_plan_settings": copy.deepcopy(self.plans.get(tenant.get("plan"), {})),
+            "harbor_region": tenant.get("region"),
+            "harbor_version": str(tenant["harbor_version"]) if tenant.get("harbor_version") is not None else None,
+            "harbor_external_url": external_url,
+            "harbor_notary": bool(tenant.get("notary", False)),
+            "harbor_overrides": copy.deepcopy(tenant.get("overrides") or {}),
+            "harbor_names": model.names(bool(tenant.get("notary", False))),
+            "harbor_placement": dict(chosen),
+            "harbor_postgres": self._member("postgres", chosen.get("postgres")),
+            "harbor_sentinel_group": self._member("sentinel_groups", chosen.get("sentinel_group")),
+            "harbor_s3": copy.deepcopy(s3),
+        }
+        if tenant.get("labels"):
+            out["harbor_labels"] = dict(tenant["labels"])
+        return out
+
+    def _member(self, kind, name):
+        for member in self.tiers[kind]:
+            if member["name"] == name:
+                return copy.deepcopy(member)
+        return None

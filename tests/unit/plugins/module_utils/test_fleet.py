@@ -1,0 +1,111 @@
+"""The fleet description: validation and deterministic, capacity-respecting, sticky placement."""
+import pytest
+
+from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import Fleet, FleetError, placement_path
+
+
+def fleet_data(tenants, pg_capacity=(2, 2), sg_capacity=(3,), **extra):
+    data = {
+        "defaults": {"plan": "small", "harbor_version": "2.6.4", "domain": "registry.example.test"},
+        "plans": {"small": {"replicas": 1}, "large": {"replicas": 3}},
+        "tiers": {
+            "postgres": [{"name": f"pg-{chr(97 + i)}", "host": f"10.0.0.{i}", "capacity": c}
+                         for i, c in enumerate(pg_capacity)],
+            "sentinel_groups": [{"name": f"sg-{chr(97 + i)}", "sentinels": ["10.0.1.1:26379"], "capacity": c}
+                                for i, c in enumerate(sg_capacity)],
+            "s3": [{"name": "s3", "endpoint": "https://s3.example.test", "bucket_prefix": "corp-"}],
+        },
+        "tenants": [{"id": t} if isinstance(t, str) else t for t in tenants],
+    }
+    data.update(extra)
+    return data
+
+
+def test_new_tenants_spread_by_free_capacity_in_id_order():
+    placement, new = Fleet(fleet_data(["c", "a", "b"])).placement()
+    assert new == ["a", "b", "c"]
+    assert {t: p["postgres"] for t, p in placement.items()} == {"a": "pg-a", "b": "pg-b", "c": "pg-a"}
+    assert all(p["sentinel_group"] == "sg-a" for p in placement.values())
+
+
+def test_placement_is_deterministic():
+    data = fleet_data(["t%d" % i for i in range(4)], pg_capacity=(3, 3), sg_capacity=(2, 2))
+    assert Fleet(data).placement() == Fleet(data).placement()
+
+
+def test_recorded_tenants_never_move_even_when_tiers_change():
+    fleet = Fleet(fleet_data(["a", "b"]))
+    placement, _ = fleet.placement()
+    record = fleet.placement_document(placement)
+    grown = fleet_data(["a", "b", "c"], pg_capacity=(2, 2, 10))  # a new, emptier server arrives
+    placement2, new = Fleet(grown, record).placement()
+    assert new == ["c"] and placement2["c"]["postgres"] == "pg-c"
+    assert placement2["a"] == placement["a"] and placement2["b"] == placement["b"]
+
+
+def test_a_full_tier_is_an_error_naming_the_tenant():
+    with pytest.raises(FleetError, match="tenant 'd': no sentinel_groups member with free capacity"):
+        Fleet(fleet_data(["a", "b", "c", "d"], pg_capacity=(5,), sg_capacity=(3,))).placement()
+
+
+def test_regions_restrict_members():
+    data = fleet_data([{"id": "eu1", "region": "eu"}, {"id": "us1", "region": "us"}])
+    data["tiers"]["postgres"][0]["regions"] = ["us"]
+    data["tiers"]["postgres"][1]["regions"] = ["eu"]
+    placement, _ = Fleet(data).placement()
+    assert placement["eu1"]["postgres"] == "pg-b" and placement["us1"]["postgres"] == "pg-a"
+
+
+def test_pinned_placement_wins_and_unknown_members_are_errors():
+    placement, _ = Fleet(fleet_data(["a", {"id": "b", "placement": {"postgres": "pg-a"}}])).placement()
+    assert placement["b"]["postgres"] == "pg-a" and placement["a"]["postgres"] == "pg-b"
+    with pytest.raises(FleetError, match="'x'.*not in tiers.postgres"):
+        Fleet(fleet_data([{"id": "x", "placement": {"postgres": "pg-zz"}}])).placement()
+
+
+def test_removed_tenants_keep_their_record_and_load_until_forgotten():
+    fleet = Fleet(fleet_data(["a", "b"], pg_capacity=(1, 1)))
+    record = fleet.placement_document(fleet.placement()[0])
+    shrunk = Fleet(fleet_data(["b", "c"], pg_capacity=(1, 1)), record)
+    with pytest.raises(FleetError, match="tenant 'c'"):  # a's server is still occupied by a
+        shrunk.placement()
+    shrunk.forget(["a"])
+    placement, new = shrunk.placement()
+    assert new == ["c"] and placement["c"]["postgres"] == record["tenants"]["a"]["postgres"]
+    with pytest.raises(FleetError, match="still in the fleet file"):
+        shrunk.forget(["b"])
+
+
+@pytest.mark.parametrize("tenants, message", [
+    (["acme", "acme"], "duplicate tenant id 'acme'"),
+    (["Bad_Id"], "tenants[0].id"),
+    ([{"id": "a", "plan": "huge"}], "unknown plan 'huge'"),
+    ([{"id": "a", "colour": "red"}], "unknown keys colour"),
+])
+def test_invalid_tenants_are_named(tenants, message):
+    with pytest.raises(FleetError) as err:
+        Fleet(fleet_data(tenants))
+    assert message in str(err.value)
+
+
+def test_all_problems_are_reported_at_once():
+    with pytest.raises(FleetError) as err:
+        Fleet(fleet_data(["ok", "Bad", "ok", "x--y"]))
+    text = str(err.value)
+    assert "tenants[1].id" in text and "duplicate tenant id 'ok'" in text and "tenants[3].id" in text
+
+
+def test_tenant_vars_resolve_names_plan_and_tiers():
+    fleet = Fleet(fleet_data([{"id": "acme", "plan": "large", "notary": True}]))
+    placement, _ = fleet.placement()
+    tv = fleet.tenant_vars(fleet.tenants[0], placement)
+    assert tv["harbor_external_url"] == "https://acme.registry.example.test"
+    assert tv["harbor_plan_settings"] == {"replicas": 3}
+    assert tv["harbor_names"]["bucket"] == "corp-acme"
+    assert tv["harbor_names"]["databases"] == ["acme_core", "acme_notaryserver", "acme_notarysigner"]
+    assert tv["harbor_postgres"]["host"] == "10.0.0.0" and tv["harbor_sentinel_group"]["name"] == "sg-a"
+
+
+def test_sidecar_path():
+    assert placement_path("/x/fleet.yml") == "/x/fleet.placement.yml"
+    assert placement_path("/x/fleet.yaml") == "/x/fleet.placement.yml"
