@@ -18,7 +18,7 @@ export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 
 .PHONY: help setup system-deps venv collection go-build lab-up lab-down lab-status \
-        test check sanity lint unit integration molecule demo bench build clean
+        test check sanity lint package unit integration molecule demo bench build clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -53,7 +53,7 @@ lab-status: ## one line per lab service
 test: setup ## the whole suite from nothing: lab up, sanity, lint, unit, integration, molecule, lab down
 	@$(LAB) up && { $(MAKE) --no-print-directory check; rc=$$?; $(LAB) down; exit $$rc; }
 
-check: sanity lint unit integration molecule
+check: sanity lint package unit integration molecule
 
 sanity: collection ## ansible-test sanity
 	tools/sanity
@@ -81,6 +81,11 @@ bench: lab-up ## the fleet benchmark (N=tenants)
 
 build: venv ## build the collection tarball into .build/
 	ansible-galaxy collection build --force --output-path $(BUILD)
+
+package: build ## the built tarball installs and its modules document themselves
+	rm -rf $(BUILD)/installed
+	ansible-galaxy collection install --force -p $(BUILD)/installed $(BUILD)/harborfleet-fleet-*.tar.gz
+	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed ansible-doc -l harborfleet.fleet | grep -q tenant_database
 
 clean: lab-down ## remove build trees (keeps the venv and the Go binary cache)
 	rm -rf $(BUILD) tests/output
