@@ -1,0 +1,379 @@
+"""tenant_bucket against the lab's real SeaweedFS (S3 + IAM): check → real → again, read back through boto3."""
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from conftest import ROOT
+
+MODULE = "tenant_bucket"
+
+
+# --------------------------------------------------------------------------- helpers and fixtures
+
+def connection(lab_env, **extra):
+    args = dict(endpoint_url=lab_env["LAB_S3_ENDPOINT"], region=lab_env["LAB_S3_REGION"],
+                access_key=lab_env["LAB_S3_ACCESS_KEY"], secret_key=lab_env["LAB_S3_SECRET_KEY"])
+    args.update(extra)
+    return args
+
+
+def client(lab_env, service, access_key=None, secret_key=None):
+    import boto3
+    return boto3.client(service, endpoint_url=lab_env["LAB_S3_ENDPOINT"], region_name=lab_env["LAB_S3_REGION"],
+                        aws_access_key_id=access_key or lab_env["LAB_S3_ACCESS_KEY"],
+                        aws_secret_access_key=secret_key or lab_env["LAB_S3_SECRET_KEY"])
+
+
+def code_of(exc):
+    response = exc.response or {}
+    return (response.get("Error") or {}).get("Code") or response.get("Code")
+
+
+def admin_delete_bucket(s3, bucket):
+    import botocore.exceptions
+    try:
+        while True:
+            page = s3.list_object_versions(Bucket=bucket, MaxKeys=1000)
+            items = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                     for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+            if not items:
+                break
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": items, "Quiet": True})
+        s3.delete_bucket(Bucket=bucket)
+    except botocore.exceptions.ClientError as exc:
+        if code_of(exc) != "NoSuchBucket":
+            raise
+
+
+def admin_delete_user(iam, user):
+    import botocore.exceptions
+    try:
+        for key in iam.list_access_keys(UserName=user).get("AccessKeyMetadata", []):
+            iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+        for name in iam.list_user_policies(UserName=user).get("PolicyNames", []):
+            iam.delete_user_policy(UserName=user, PolicyName=name)
+        iam.delete_user(UserName=user)
+    except botocore.exceptions.ClientError as exc:
+        if code_of(exc) != "NoSuchEntity":
+            raise
+
+
+@pytest.fixture(scope="module")
+def iam_admin(lab_env):
+    return client(lab_env, "iam")
+
+
+@pytest.fixture
+def tenants(s3_admin, iam_admin):
+    """Tenant ids a test creates; their buckets and IAM users are removed afterwards, whatever happened."""
+    created = []
+    yield created
+    for tenant in created:
+        admin_delete_bucket(s3_admin, f"harbor-{tenant}")
+        admin_delete_user(iam_admin, f"harbor-{tenant}")
+
+
+def bucket_exists(s3, bucket):
+    import botocore.exceptions
+    try:
+        s3.head_bucket(Bucket=bucket)
+        return True
+    except botocore.exceptions.ClientError:
+        return False
+
+
+def user_exists(iam, user):
+    import botocore.exceptions
+    try:
+        iam.get_user(UserName=user)
+        return True
+    except botocore.exceptions.ClientError as exc:
+        assert code_of(exc) == "NoSuchEntity"
+        return False
+
+
+SETTINGS = dict(
+    versioning="enabled", encryption=True, abort_incomplete_multipart_days=7, noncurrent_version_expiration_days=30,
+    tags={"tenant": "x", "tier": 2},
+    policy={"Version": "2012-10-17", "Statement": [{
+        "Sid": "ReadForOneRole", "Effect": "Allow", "Principal": {"AWS": ["arn:aws:iam::000000000000:user/reader"]},
+        "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::${bucket}/*"]}]},
+)
+
+
+# --------------------------------------------------------------------------- create, read back, idempotence, diff
+
+def test_create_with_every_setting_check_real_again(run_module, lab_env, s3_admin, iam_admin, unique, tenants):
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._s3 import normalise_policy
+    tenant = f"tb-{unique}"
+    bucket, user = f"harbor-{tenant}", f"harbor-{tenant}"
+    tenants.append(tenant)
+    args = connection(lab_env, tenant=tenant, credentials=True, **SETTINGS)
+
+    check = run_module(MODULE, args, check=True, diff=True)
+    assert check["changed"] is True, check
+    assert check["actions"][0] == f"create bucket {bucket}"
+    assert check["diff"]["before"] == {"bucket": bucket, "exists": False, "credentials": None}
+    after = check["diff"]["after"]
+    assert after["versioning"] == "enabled" and after["encryption"] == "AES256"
+    assert after["lifecycle"] == {"abort_incomplete_multipart_days": 7, "noncurrent_version_expiration_days": 30}
+    assert after["tags"] == {"tenant": "x", "tier": "2"}
+    assert after["credentials"]["access_keys"] == ["(new key)"]
+    assert "secret_access_key" not in check and "access_key_id" not in check
+    assert not bucket_exists(s3_admin, bucket) and not user_exists(iam_admin, user)  # check mode wrote nothing
+
+    real = run_module(MODULE, args, diff=True)
+    assert real["changed"] is True, real
+    assert real["actions"] == check["actions"] and real["calls"] == check["calls"]
+    assert real["diff"]["after"]["tags"] == after["tags"]
+    secret = real["secret_access_key"]
+    assert real["access_keys"] == [real["access_key_id"]]
+    for part in ("calls", "actions", "diff"):
+        assert secret not in json.dumps(real[part])
+
+    # read back through boto3
+    assert s3_admin.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    rules = s3_admin.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    lifecycle = {r["ID"]: r for r in s3_admin.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    assert lifecycle["harborfleet-abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 7}
+    assert lifecycle["harborfleet-expire-noncurrent-versions"]["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
+    tags = {t["Key"]: t["Value"] for t in s3_admin.get_bucket_tagging(Bucket=bucket)["TagSet"]}
+    assert tags == {"tenant": "x", "tier": "2"}
+    policy = json.loads(s3_admin.get_bucket_policy(Bucket=bucket)["Policy"])
+    assert policy["Statement"][0]["Resource"] in (f"arn:aws:s3:::{bucket}/*", [f"arn:aws:s3:::{bucket}/*"])
+    user_policy = iam_admin.get_user_policy(UserName=user, PolicyName="harborfleet-tenant-bucket")["PolicyDocument"]
+    assert normalise_policy(user_policy)["Statement"]["Resource"] == [f"arn:aws:s3:::{bucket}",
+                                                                      f"arn:aws:s3:::{bucket}/*"]
+    keys = [k["AccessKeyId"] for k in iam_admin.list_access_keys(UserName=user)["AccessKeyMetadata"]]
+    assert keys == [real["access_key_id"]]
+
+    again = run_module(MODULE, args, diff=True)
+    assert again["changed"] is False and again["actions"] == [] and again["calls"] == [], again
+    assert "secret_access_key" not in again and again["access_keys"] == keys
+
+    # a change shows in the diff, only for what changes, and check mode matches the real run
+    change = dict(args, tags={"extra": "yes"}, purge_tags=False)
+    check = run_module(MODULE, change, check=True, diff=True)
+    assert check["actions"] == [f"set tags of {bucket}"]
+    assert check["diff"]["before"]["tags"] == {"tenant": "x", "tier": "2"}
+    assert check["diff"]["after"]["tags"] == {"extra": "yes", "tenant": "x", "tier": "2"}
+    assert check["diff"]["before"]["versioning"] == check["diff"]["after"]["versioning"] == "enabled"
+    assert {t["Key"] for t in s3_admin.get_bucket_tagging(Bucket=bucket)["TagSet"]} == {"tenant", "tier"}
+    real = run_module(MODULE, change)
+    assert real["actions"] == check["actions"] and real["calls"] == check["calls"]
+    assert {t["Key"] for t in s3_admin.get_bucket_tagging(Bucket=bucket)["TagSet"]} == {"extra", "tenant", "tier"}
+    assert run_module(MODULE, change)["changed"] is False
+
+
+# --------------------------------------------------------------------------- credentials
+
+def test_generated_keys_only_reach_their_own_bucket_and_rotate(run_module, lab_env, unique, tenants):
+    import botocore.exceptions
+    a, b = f"ka-{unique}", f"kb-{unique}"
+    tenants.extend([a, b])
+    result = run_module(MODULE, connection(lab_env, credentials=True, versioning="enabled",
+                                           tenants=[{"tenant": a}, {"tenant": b}]))
+    assert result["changed"] is True and result["failed_tenants"] == [], result
+    keys = {r["tenant"]: (r["access_key_id"], r["secret_access_key"]) for r in result["results"]}
+    s3a = client(lab_env, "s3", *keys[a])
+    s3b = client(lab_env, "s3", *keys[b])
+    admin = client(lab_env, "s3")
+    admin.put_object(Bucket=f"harbor-{b}", Key="private.txt", Body=b"b's data")
+
+    s3a.put_object(Bucket=f"harbor-{a}", Key="docker/registry/v2/blob", Body=b"a's data")
+    assert s3a.get_object(Bucket=f"harbor-{a}", Key="docker/registry/v2/blob")["Body"].read() == b"a's data"
+    assert [o["Key"] for o in s3a.list_objects_v2(Bucket=f"harbor-{a}")["Contents"]] == ["docker/registry/v2/blob"]
+    for attempt in (lambda: s3a.list_objects_v2(Bucket=f"harbor-{b}"),
+                    lambda: s3a.get_object(Bucket=f"harbor-{b}", Key="private.txt"),
+                    lambda: s3a.put_object(Bucket=f"harbor-{b}", Key="intruder", Body=b"x"),
+                    lambda: s3b.get_object(Bucket=f"harbor-{a}", Key="docker/registry/v2/blob"),
+                    lambda: s3a.create_bucket(Bucket=f"harbor-{a}-more"),
+                    lambda: s3a.put_bucket_versioning(Bucket=f"harbor-{a}",
+                                                      VersioningConfiguration={"Status": "Suspended"})):
+        with pytest.raises(botocore.exceptions.ClientError) as err:
+            attempt()
+        assert code_of(err.value) == "AccessDenied"
+    assert [x["Name"] for x in s3a.list_buckets()["Buckets"]] == [f"harbor-{a}"]
+
+    # rotation: a new key, the old one keeps working until it is retired
+    old_id = keys[a][0]
+    rotated = run_module(MODULE, connection(lab_env, tenant=a, rotate_credentials=True))
+    assert rotated["changed"] is True and rotated["access_key_id"] != old_id
+    assert sorted(rotated["access_keys"]) == sorted([old_id, rotated["access_key_id"]])
+    s3new = client(lab_env, "s3", rotated["access_key_id"], rotated["secret_access_key"])
+    assert s3new.get_object(Bucket=f"harbor-{a}", Key="docker/registry/v2/blob")["Body"].read() == b"a's data"
+    assert s3a.get_object(Bucket=f"harbor-{a}", Key="docker/registry/v2/blob")["Body"].read() == b"a's data"
+    retire = connection(lab_env, tenant=a, delete_access_keys=[old_id])
+    check = run_module(MODULE, retire, check=True)
+    assert check["actions"] == [f"delete access key {old_id} of IAM user harbor-{a}"]
+    retired = run_module(MODULE, retire)
+    assert retired["actions"] == check["actions"] and retired["access_keys"] == [rotated["access_key_id"]]
+    with pytest.raises(botocore.exceptions.ClientError) as err:
+        s3a.list_objects_v2(Bucket=f"harbor-{a}")
+    assert code_of(err.value) in ("InvalidAccessKeyId", "AccessDenied", "SignatureDoesNotMatch")
+    assert s3new.list_objects_v2(Bucket=f"harbor-{a}")["KeyCount"] == 1
+    assert run_module(MODULE, retire)["changed"] is False
+
+
+# --------------------------------------------------------------------------- absent
+
+def test_absent_refuses_a_non_empty_bucket_and_force_removes_every_version(
+        run_module, lab_env, s3_admin, iam_admin, unique, tenants):
+    tenant = f"rm-{unique}"
+    bucket, user = f"harbor-{tenant}", f"harbor-{tenant}"
+    tenants.append(tenant)
+    made = run_module(MODULE, connection(lab_env, tenant=tenant, versioning="enabled", credentials=True))
+    assert made["changed"] is True, made
+    # 1,004 versions and a delete marker: more than one delete batch
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: s3_admin.put_object(Bucket=bucket, Key=f"blob/{i % 500}", Body=b"x"), range(1004)))
+    s3_admin.delete_object(Bucket=bucket, Key="blob/0")
+
+    absent = connection(lab_env, tenant=tenant, state="absent")
+    refused = run_module(MODULE, absent)
+    assert refused.get("failed") is True and "not empty" in refused["msg"] and "force" in refused["msg"]
+    assert refused["actions"] == []
+    assert s3_admin.list_object_versions(Bucket=bucket, MaxKeys=1).get("Versions") or \
+        s3_admin.list_object_versions(Bucket=bucket, MaxKeys=1).get("DeleteMarkers")
+
+    forced = dict(absent, force=True)
+    check = run_module(MODULE, forced, check=True, diff=True)
+    assert check["changed"] is True and check["diff"]["before"]["empty"] is False
+    assert check["diff"]["after"] == {"bucket": bucket, "exists": False, "credentials": None}
+    assert bucket_exists(s3_admin, bucket) and user_exists(iam_admin, user)
+    real = run_module(MODULE, forced)
+    assert real["actions"] == check["actions"], real
+    assert not bucket_exists(s3_admin, bucket) and not user_exists(iam_admin, user)
+    again = run_module(MODULE, forced)
+    assert again["changed"] is False and again["actions"] == []
+
+
+# --------------------------------------------------------------------------- bad input and connection errors
+
+def test_bad_input_is_refused_before_any_call(run_module, lab_env, unique):
+    nowhere = connection(lab_env, endpoint_url="http://127.0.0.1:1")  # any call would fail as unreachable
+    for args, field in (
+            (dict(nowhere, tenant="acme", bucket="Bad_Bucket"), "bucket"),
+            (dict(nowhere, tenant="acme", bucket="10.0.0.1"), "bucket"),
+            (dict(nowhere, tenant="acme", bucket_prefix="UP-"), "bucket_prefix"),
+            (dict(nowhere, tenant="acme", endpoint_url="127.0.0.1:28333"), "endpoint_url"),
+            (dict(nowhere, tenant="acme", tags={"aws:x": "y"}), "tags"),
+            (dict(nowhere, tenant="acme", policy="{not json"), "policy"),
+            (dict(nowhere, tenants=[{"tenant": "a", "bucket": "same-bucket"}, {"tenant": "b", "bucket": "same-bucket"}]),
+             "bucket"),
+            (dict(nowhere, bucket="shared", tenants=[{"tenant": "a"}]), "bucket")):
+        result = run_module(MODULE, args)
+        assert result.get("failed") is True and result.get("field") == field, (args, result)
+        assert "unreachable" not in result["msg"]
+
+
+def test_wrong_credentials_and_endpoint_give_clear_errors(run_module, lab_env, s3_admin, unique):
+    tenant = f"err-{unique}"
+    wrong_secret = run_module(MODULE, connection(lab_env, tenant=tenant, versioning="enabled",
+                                                 secret_key="not-the-secret-key"))
+    assert wrong_secret["failed"] is True and "refused the credentials" in wrong_secret["msg"]
+    assert lab_env["LAB_S3_ENDPOINT"] in wrong_secret["msg"]
+    unknown_key = run_module(MODULE, connection(lab_env, tenants=[{"tenant": f"e{i}-{unique}"} for i in range(8)],
+                                                versioning="enabled", access_key="AKIANOBODY0000000000"))
+    assert unknown_key["failed"] is True and "refused the credentials" in unknown_key["msg"]
+    unreachable = run_module(MODULE, connection(lab_env, tenant=tenant, versioning="enabled",
+                                                endpoint_url="http://127.0.0.1:1", max_attempts=2))
+    assert unreachable["failed"] is True and "http://127.0.0.1:1" in unreachable["msg"]
+    assert "unreachable" in unreachable["msg"]
+    assert not bucket_exists(s3_admin, f"harbor-{tenant}")
+
+
+# --------------------------------------------------------------------------- batch
+
+def test_batch_of_50_with_one_failing(run_module, lab_env, s3_admin, unique, tenants):
+    ids = [f"b{i:02d}-{unique}" for i in range(50)]
+    tenants.extend(ids)
+    odd = ids[17]
+    items = [{"tenant": t} for t in ids]
+    items[17]["public_access_block"] = {"block_public_acls": True}  # SeaweedFS answers NotImplemented
+    args = connection(lab_env, versioning="enabled", tags={"fleet": "lab"}, concurrency=8, tenants=items)
+
+    check = run_module(MODULE, args, check=True)
+    assert check["failed_tenants"] == [odd]
+    real = run_module(MODULE, args)
+    assert real["failed"] is True and real["failed_tenants"] == [odd], real
+    assert real["summary"] == {"total": 50, "changed": 49, "failed": 1, "skipped": 0}
+    by_tenant = {r["tenant"]: r for r in real["results"]}
+    assert "public_access_block" in by_tenant[odd]["msg"] and lab_env["LAB_S3_ENDPOINT"] in by_tenant[odd]["msg"]
+    assert [r["actions"] for r in check["results"]] == [r["actions"] for r in real["results"]]
+    assert not bucket_exists(s3_admin, f"harbor-{odd}")  # failed before anything was created
+    assert s3_admin.get_bucket_versioning(Bucket=f"harbor-{ids[0]}")["Status"] == "Enabled"
+
+    again = run_module(MODULE, args)
+    assert again["failed_tenants"] == [odd] and again["summary"]["changed"] == 0
+
+    gone = run_module(MODULE, connection(lab_env, state="absent", credentials=False, tenants=[{"tenant": t}
+                                                                                              for t in ids]))
+    assert gone["summary"] == {"total": 50, "changed": 49, "failed": 0, "skipped": 0}, gone
+    assert not bucket_exists(s3_admin, f"harbor-{ids[0]}")
+
+
+# --------------------------------------------------------------------------- calls: a no-op costs 1 + N*k
+
+@pytest.mark.parametrize("count, listing", [(10, 1), (3, 0)])
+def test_a_no_op_rerun_makes_only_the_needed_calls(run_module, lab_env, unique, tenants, count, listing):
+    from ansible_collections.harborfleet.fleet.plugins.module_utils import _s3
+    ids = [f"n{i}-{unique}" for i in range(count)]
+    tenants.extend(ids)
+    params = connection(lab_env, versioning="enabled", tags={"a": "b"})
+    assert run_module(MODULE, dict(params, tenants=[{"tenant": t} for t in ids]))["changed"] is True
+
+    conn = _s3.S3Connection(dict(params, retry_mode="standard", max_attempts=3), concurrency=8)
+    backend = _s3.BucketBackend(conn, concurrency=8)
+    specs = [_s3.BucketSpec(dict(params, tenant=t, purge_tags=True), "present") for t in ids]
+    state = backend.read(specs)
+    assert all(not backend.plan(s, state[s.key]).changes for s in specs)
+    expected = {"s3:GetBucketVersioning": count, "s3:GetBucketTagging": count}
+    if listing:
+        expected["s3:ListBuckets"] = 1
+    else:
+        expected["s3:GetBucketLocation"] = count
+    assert dict(conn.calls) == expected
+
+
+# --------------------------------------------------------------------------- secrets in output
+
+def test_no_secret_in_output_at_vvvv(run_module, lab_env, unique, tenants, tmp_path):
+    tenant = f"nl-{unique}"
+    tenants.append(tenant)
+    secret_file = tmp_path / "secret"
+    playbook = tmp_path / "play.yml"
+    module_args = connection(lab_env, tenant=tenant, credentials=True, encryption=True)
+    playbook.write_text(json.dumps([{
+        "name": "Tenant bucket with credentials", "hosts": "localhost", "gather_facts": False,
+        "tasks": [
+            {"name": "Bucket and key", "harborfleet.fleet.tenant_bucket": module_args, "no_log": True,
+             "register": "made"},
+            {"name": "Keep the secret where the test can read it", "no_log": True,
+             "ansible.builtin.copy": {"content": "{{ made.secret_access_key }}", "dest": str(secret_file),
+                                      "mode": "0600"}},
+            {"name": "Converge again", "harborfleet.fleet.tenant_bucket": module_args, "register": "again"},
+            {"name": "Unchanged", "ansible.builtin.assert": {"that": ["not again.changed"]}},
+        ]}]))
+    env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
+               ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-vvvv", "-i", "localhost,", "-c", "local", str(playbook)],
+                          capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=300)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output[-3000:]
+    secret = secret_file.read_text()
+    assert len(secret) >= 20
+    assert secret not in output
+    assert lab_env["LAB_S3_SECRET_KEY"] not in output
+
+    # without no_log the admin secret stays masked, and the only secret returned is the new key, once
+    rc, text = run_module(MODULE, connection(lab_env, tenant=tenant, credentials=True, tags={"t": "1"}),
+                          verbosity=4, raw=True)
+    assert rc == 0 and lab_env["LAB_S3_SECRET_KEY"] not in text and secret not in text
+    assert "secret_access_key" not in text
