@@ -1,0 +1,207 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: harborfleet.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: harbor_cluster_info
+short_description: Read HarborCluster resources - one tenant's, or a fleet's with counts by status and version
+version_added: 0.1.0
+description:
+  - Reads C(goharbor.io/v1beta1) C(HarborCluster) resources and reports, for each, its tenant, version, status,
+    readiness by the operator's rule, conditions and a summary of its spec.
+  - With O(tenant), reads that tenant's cluster (one GET). Otherwise lists clusters across all namespaces (or in
+    O(namespace)) by label selector, with one LIST, and adds fleet counts by status and by version.
+  - "Readiness rule: C(status.observedGeneration) equals C(metadata.generation), C(InProgress) and C(Failed) are
+    not C(True), C(ServiceReady) is C(True) and C(status.status) is C(healthy)."
+author:
+  - harborfleet maintainers (@harborfleet)
+extends_documentation_fragment:
+  - harborfleet.fleet.kubernetes
+attributes:
+  check_mode:
+    support: full
+    description: Read-only; runs unchanged in check mode.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is nothing to show.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs where the Kubernetes API is reachable, usually the controller or an execution environment.
+options:
+  tenant:
+    description:
+      - Read only this tenant's cluster (C(<id>) in namespace C(harbor-<id>)).
+      - Mutually exclusive with O(tenants), O(label_selector) and O(namespace).
+    type: str
+  tenants:
+    description: Only these tenants (a label selector on C(harborfleet.io/tenant)).
+    type: list
+    elements: str
+  label_selector:
+    description:
+      - A label selector, e.g. C(plan=gold,region in (eu1,eu2)).
+      - Defaults to the clusters this collection manages (C(app.kubernetes.io/managed-by=harborfleet)); an empty
+        string lists every HarborCluster.
+    type: str
+  namespace:
+    description: List only in this namespace.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: The fleet at a glance
+  harborfleet.fleet.harbor_cluster_info:
+    kubeconfig: ~/.kube/fleet
+  register: fleet
+
+- name: Fail when a tenant is not ready
+  ansible.builtin.assert:
+    that: fleet.counts.ready == fleet.counts.total
+    fail_msg: "not ready: {{ fleet.clusters | rejectattr('ready') | map(attribute='tenant') | join(', ') }}"
+
+- name: One tenant
+  harborfleet.fleet.harbor_cluster_info:
+    tenant: acme
+  register: acme
+
+- name: The gold plan's clusters
+  harborfleet.fleet.harbor_cluster_info:
+    label_selector: app.kubernetes.io/managed-by=harborfleet,plan=gold
+"""
+
+RETURN = r"""
+cluster:
+  description: The tenant's cluster (same fields as an item of RV(clusters)), or V(null) when it does not exist.
+  returned: with tenant
+  type: dict
+clusters:
+  description: The clusters found, ordered by namespace and name.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    tenant:
+      description: The tenant id (label C(harborfleet.io/tenant)), V(null) for clusters not made by this collection.
+      type: str
+      sample: acme
+    name:
+      description: Name of the HarborCluster.
+      type: str
+    namespace:
+      description: Its namespace.
+      type: str
+    version:
+      description: C(spec.version).
+      type: str
+      sample: 2.6.4
+    external_url:
+      description: C(spec.externalURL).
+      type: str
+    harbor_class:
+      description: The C(goharbor.io/harbor-class) annotation.
+      type: str
+    status:
+      description: C(status.status) (C(provisioning), C(healthy), C(unhealthy)), or V(unknown) before the first reconcile.
+      type: str
+      sample: healthy
+    ready:
+      description: Whether the readiness rule holds.
+      type: bool
+    reasons:
+      description: Why the cluster is not ready (empty when it is).
+      type: list
+      elements: str
+    generation:
+      description: C(metadata.generation).
+      type: int
+    observed_generation:
+      description: C(status.observedGeneration).
+      type: int
+    conditions:
+      description: The conditions with C(type), C(status), C(reason), C(message) and C(last_transition_time).
+      type: list
+      elements: dict
+    deleting:
+      description: Whether the cluster is being deleted.
+      type: bool
+    created:
+      description: C(metadata.creationTimestamp).
+      type: str
+    spec:
+      description: A summary of the spec - C(database), C(cache), C(storage), C(expose), C(components), C(log_level).
+      type: dict
+counts:
+  description: Fleet counts C(total), C(ready), C(by_status) and C(by_version).
+  returned: always
+  type: dict
+  sample: {total: 20, ready: 15, by_status: {healthy: 15, unhealthy: 5}, by_version: {"2.6.4": 20}}
+"""
+
+import traceback
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
+from ansible_collections.harborfleet.fleet.plugins.module_utils import _k8s as k8s
+from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetError, describe_exception
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import Tenant, TenantInputError
+
+ARGUMENT_SPEC = dict(
+    k8s.CONNECTION_SPEC,
+    tenant=dict(type="str"),
+    tenants=dict(type="list", elements="str"),
+    label_selector=dict(type="str"),
+    namespace=dict(type="str"),
+)
+
+
+def read(params):
+    kube = k8s.KubeClient(params, pool_size=2)
+    try:
+        if params["tenant"]:
+            tenant = Tenant(params["tenant"], bucket_prefix="")
+            obj = kube.get(k8s.cluster_path(tenant.namespace, tenant.cluster_name),
+                           f"get {k8s.KIND} {tenant.namespace}/{tenant.cluster_name}")
+            clusters = [k8s.summarize_cluster(obj)] if obj is not None else []
+            return dict(cluster=clusters[0] if clusters else None, clusters=clusters,
+                        counts=k8s.fleet_counts(clusters))
+        selectors = []
+        if params["label_selector"] is None:
+            selectors.append(k8s.MANAGED_BY_SELECTOR)
+        elif params["label_selector"]:
+            selectors.append(params["label_selector"])
+        if params["tenants"] is not None:
+            ids = [Tenant(item, bucket_prefix="", field="tenants").id for item in params["tenants"]]
+            if not ids:
+                return dict(clusters=[], counts=k8s.fleet_counts([]))
+            selectors.append(f"{k8s.TENANT_LABEL} in ({','.join(sorted(set(ids)))})")
+        items = k8s.list_clusters(kube, params["namespace"], ",".join(selectors) or None)
+        clusters = sorted((k8s.summarize_cluster(obj) for obj in items),
+                          key=lambda c: (c["namespace"] or "", c["name"] or ""))
+        return dict(clusters=clusters, counts=k8s.fleet_counts(clusters))
+    finally:
+        kube.close()
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           mutually_exclusive=[["tenant", "tenants"], ["tenant", "label_selector"],
+                                               ["tenant", "namespace"]])
+    if k8s.k8s_client is None:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=k8s.KUBERNETES_IMPORT_ERROR)
+    try:
+        result = read(module.params)
+    except TenantInputError as exc:
+        module.fail_json(msg=str(exc), field=exc.field)
+    except FleetError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg=describe_exception(exc), exception=traceback.format_exc())
+    module.exit_json(changed=False, **result)
+
+
+if __name__ == "__main__":
+    main()
