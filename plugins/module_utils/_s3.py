@@ -15,6 +15,7 @@ settings costs 1 + N*k calls. A store that answers NotImplemented for a setting 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
@@ -221,6 +222,8 @@ class S3Connection:
         for name in ("connect_timeout", "read_timeout"):
             if params.get(name) is not None and params[name] < 1:
                 raise TenantInputError(name, "must be at least 1 second")
+        if params.get("ca_bundle") and not os.path.isfile(params["ca_bundle"]):
+            raise TenantInputError("ca_bundle", f"{params['ca_bundle']!r} is not a file")
         if bool(params.get("access_key")) != bool(params.get("secret_key")):
             raise TenantInputError("secret_key" if params.get("access_key") else "access_key",
                                    "access_key and secret_key go together")
@@ -732,7 +735,8 @@ class BucketBackend:
         return names
 
     def _list_users(self, iam_specs, states):
-        """IAM user names in bulk; None when the IAM API is not there and nobody asked for credentials."""
+        """IAM user names in bulk. When the IAM API fails, each tenant gets the error, or (state=absent without
+        credentials, on a store with no IAM API) a note that IAM was skipped; the names are then an empty set."""
         try:
             names = set()
             for page in self.conn.iam.get_paginator("list_users").paginate():
@@ -747,7 +751,7 @@ class BucketBackend:
                     state.iam.unavailable = message
                 else:
                     state.error = message
-            return {}
+            return set()
 
     def _iam_missing(self, exc):
         if _is_client_error(exc):

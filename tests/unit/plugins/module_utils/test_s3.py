@@ -338,6 +338,9 @@ def test_connection_checks_its_input_without_creating_a_client():
     with pytest.raises(TenantInputError) as err:
         s3.S3Connection({"endpoint_url": "http://h:1", "access_key": "AKIA"})
     assert err.value.field == "secret_key"
+    with pytest.raises(TenantInputError) as err:
+        s3.S3Connection({"endpoint_url": "http://h:1", "ca_bundle": "/nonexistent/ca.pem"})
+    assert err.value.field == "ca_bundle"
     conn = s3.S3Connection({"endpoint_url": "http://h:1", "retry_mode": "adaptive", "max_attempts": 7})
     assert conn.iam_endpoint_url == "http://h:1"
     config = conn.config("s3")
