@@ -35,7 +35,7 @@ def test_placement_is_deterministic():
 
 def test_recorded_tenants_never_move_even_when_tiers_change():
     fleet = Fleet(fleet_data(["a", "b"]))
-    placement, _ = fleet.placement()
+    placement = fleet.placement()[0]
     record = fleet.placement_document(placement)
     grown = fleet_data(["a", "b", "c"], pg_capacity=(2, 2, 10))  # a new, emptier server arrives
     placement2, new = Fleet(grown, record).placement()
@@ -52,12 +52,12 @@ def test_regions_restrict_members():
     data = fleet_data([{"id": "eu1", "region": "eu"}, {"id": "us1", "region": "us"}])
     data["tiers"]["postgres"][0]["regions"] = ["us"]
     data["tiers"]["postgres"][1]["regions"] = ["eu"]
-    placement, _ = Fleet(data).placement()
+    placement = Fleet(data).placement()[0]
     assert placement["eu1"]["postgres"] == "pg-b" and placement["us1"]["postgres"] == "pg-a"
 
 
 def test_pinned_placement_wins_and_unknown_members_are_errors():
-    placement, _ = Fleet(fleet_data(["a", {"id": "b", "placement": {"postgres": "pg-a"}}])).placement()
+    placement = Fleet(fleet_data(["a", {"id": "b", "placement": {"postgres": "pg-a"}}])).placement()[0]
     assert placement["b"]["postgres"] == "pg-a" and placement["a"]["postgres"] == "pg-b"
     with pytest.raises(FleetError, match="'x'.*not in tiers.postgres"):
         Fleet(fleet_data([{"id": "x", "placement": {"postgres": "pg-zz"}}])).placement()
@@ -97,7 +97,7 @@ def test_all_problems_are_reported_at_once():
 
 def test_tenant_vars_resolve_names_plan_and_tiers():
     fleet = Fleet(fleet_data([{"id": "acme", "plan": "large", "notary": True}]))
-    placement, _ = fleet.placement()
+    placement = fleet.placement()[0]
     tv = fleet.tenant_vars(fleet.tenants[0], placement)
     assert tv["harbor_external_url"] == "https://acme.registry.example.test"
     assert tv["harbor_plan_settings"] == {"replicas": 3}
