@@ -1048,6 +1048,9 @@ class HarborClusterBackend:
     def _plan_present(self, spec, state, plan):
         namespace = build_namespace(spec)
         ns_live = state.namespace
+        if ns_live is not None and ns_live["metadata"].get("deletionTimestamp"):
+            raise FleetError(f"namespace {spec.namespace} is being deleted (Terminating); nothing can be created in "
+                             "it until it is gone")
         plan.before["namespace"] = None if ns_live is None else {"labels": (ns_live["metadata"].get("labels") or {})}
         plan.after["namespace"] = {"labels": dict((plan.before["namespace"] or {}).get("labels") or {},
                                                   **namespace["metadata"]["labels"])}
@@ -1064,7 +1067,8 @@ class HarborClusterBackend:
         live = state.cluster
         manifest = state.manifest
         plan.before["cluster"] = None if live is None else _cluster_view(live)
-        plan.after["cluster"] = _predict(live, manifest, state.removals)
+        plan.after["cluster"] = _predict(live, manifest, state.removals) if state.cluster_changes \
+            else plan.before["cluster"]
         if state.cluster_changes:
             verb = "create" if live is None else "update"
             self._add_apply(plan, f"{verb} {KIND} {spec.namespace}/{spec.name}", manifest)

@@ -810,9 +810,10 @@ TENANT_SPEC = dict(
     core_max_idle_connections=dict(type="int"),
     core_max_open_connections=dict(type="int"),
     spec_overrides=dict(type="dict"),
-    **{name: dict(type="dict", options=options) for name, options in SECTIONS.items()}
+    # token_issuer is a reference to a cert-manager issuer, not a token
+    **{name: dict(type="dict", options=options, **({"no_log": False} if name == "token_issuer" else {}))
+       for name, options in SECTIONS.items()}
 )
-TENANT_SPEC["token_issuer"]["no_log"] = False  # an issuer reference, not a token
 
 ARGUMENT_SPEC = dict(
     k8s.CONNECTION_SPEC,

@@ -851,3 +851,11 @@ def test_passwords_in_dict_options_are_per_tenant_only():
 def test_tenant_selector_narrows_small_runs():
     assert k8s.tenant_selector(["b", "a"]) == "harborfleet.io/tenant in (a,b)"
     assert k8s.tenant_selector([f"t{i}" for i in range(k8s.SMALL_RUN + 1)]) == "app.kubernetes.io/managed-by=harborfleet"
+
+
+def test_a_terminating_namespace_is_an_error(main_crd):
+    kube = FakeKube(main_crd)
+    converge(kube, [k8s.HarborClusterSpec(params())])
+    kube.objects["/api/v1/namespaces/harbor-acme"]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    _backend, [err] = converge(kube, [k8s.HarborClusterSpec(params())])
+    assert isinstance(err, FleetError) and "namespace harbor-acme is being deleted (Terminating)" in str(err)
