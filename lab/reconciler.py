@@ -18,8 +18,12 @@ way Harbor core would at start-up, with the credentials from the Secrets the clu
   (redis-py Sentinel; the sentinels' own password is the lab's ``LAB_SENTINEL_PASSWORD``);
 * S3: HEAD of the bucket with ``accesskey`` and the secret key (boto3).
 
-Wrong wiring makes the cluster ``unhealthy`` with a reason; unhealthy clusters are checked again every few
-seconds, so fixing a Secret is noticed without a spec change.
+Wrong wiring makes the cluster ``unhealthy`` with a reason; unhealthy clusters are checked again with a growing
+delay (3 s up to a minute), so fixing a Secret is noticed without a spec change.
+
+Like an operator instance started with ``--harbor-class``, it only reconciles clusters whose
+``goharbor.io/harbor-class`` annotation equals its own class (default: none), so benchmarks can create clusters
+it leaves alone.
 
 Run by ``lab/lab.py up`` as ``reconciler.py --ready-file F --pause-file P`` with the lab's environment
 (``LAB_KUBECONFIG``, ``LAB_SENTINEL_PASSWORD``...). It creates F once it is watching, and does nothing while P
@@ -37,6 +41,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 GROUP, VERSION, PLURAL = "goharbor.io", "v1beta1", "harborclusters"
+CLASS_ANNOTATION = "goharbor.io/harbor-class"
 CONTROLLER = {"controllerName": "harborfleet-lab-reconciler", "controllerVersion": "lab",
               "controllerGitCommit": "none"}
 CHECK_TIMEOUT = 3
@@ -170,7 +175,7 @@ def check_storage(spec, secret_key):
 # --------------------------------------------------------------------------- the controller
 
 class Reconciler:
-    def __init__(self, api_client, pause_file, requeue_after, workers):
+    def __init__(self, api_client, pause_file, requeue_after, workers, harbor_class=""):
         from kubernetes import client
         self.client = client
         self.custom = client.CustomObjectsApi(api_client)
@@ -180,15 +185,22 @@ class Reconciler:
         self.queue = DelayQueue()
         self.working = {}
         self.backoff = {}
+        self.harbor_class = harbor_class or ""
         self.lock = threading.Lock()
         self.sentinel_password = os.environ.get("LAB_SENTINEL_PASSWORD")
         for index in range(workers):
             threading.Thread(target=self.worker, name=f"worker-{index}", daemon=True).start()
 
     # -------------------------------------------------------------- watching
+    def foreign(self, meta):
+        """Another operator instance's cluster (its harbor-class annotation is not ours)."""
+        return ((meta.get("annotations") or {}).get(CLASS_ANNOTATION) or "") != self.harbor_class
+
     def needs_reconcile(self, obj):
         meta, status = obj.get("metadata") or {}, obj.get("status") or {}
         if meta.get("deletionTimestamp"):
+            return False
+        if self.foreign(meta):
             return False
         if status.get("observedGeneration") != meta.get("generation"):
             return True
@@ -214,7 +226,7 @@ class Reconciler:
                     self.consider(obj)
                 version = (listing.get("metadata") or {}).get("resourceVersion")
                 if not ready.exists():
-                    ready.write_text(f"{os.getpid()}\n")
+                    ready.write_text(f"{os.getpid()}\n", encoding="ascii")
                     log(f"watching {PLURAL}.{GROUP} ({len(listing.get('items') or [])} existing)")
                 stream = watch.Watch().stream(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL,
                                               resource_version=version, timeout_seconds=300,
@@ -273,7 +285,9 @@ class Reconciler:
         meta, spec, old = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
         generation = meta.get("generation")
         key = (namespace, name)
-        if meta.get("deletionTimestamp") or not self.needs_reconcile(obj) and old.get("status") == "healthy":
+        if meta.get("deletionTimestamp") or self.foreign(meta):
+            return
+        if not self.needs_reconcile(obj) and old.get("status") == "healthy":
             return
         # a re-check of an unhealthy cluster keeps its status until the outcome changes (no flapping)
         recheck = old.get("observedGeneration") == generation and old.get("status") == "unhealthy"
@@ -359,11 +373,13 @@ def main(argv=None):
     parser.add_argument("--requeue-after", type=float, default=3.0,
                         help="seconds before an unhealthy cluster is checked again")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--harbor-class", default=os.environ.get("LAB_HARBOR_CLASS", ""),
+                        help="reconcile only clusters with this goharbor.io/harbor-class annotation (default: none)")
     args = parser.parse_args(argv)
     from kubernetes import config
     api_client = config.new_client_from_config(os.environ["LAB_KUBECONFIG"])
     log(f"stand-in reconciler starting (pid {os.getpid()}); it is NOT the Harbor Operator")
-    Reconciler(api_client, args.pause_file, args.requeue_after, args.workers).watch(args.ready_file)
+    Reconciler(api_client, args.pause_file, args.requeue_after, args.workers, args.harbor_class).watch(args.ready_file)
     return 0
 
 
