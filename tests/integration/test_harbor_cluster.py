@@ -245,11 +245,11 @@ def test_create_check_mode_then_healthy_then_unchanged(run_module, lab_env, kube
 def test_wrong_database_password_makes_wait_fail_with_the_reason(run_module, lab_env, kube, deps, cleanup):
     tenant = deps.name
     cleanup(tenant)
-    args = cluster_args(lab_env, tenant, deps, database={"password": "wrongPassword1"}, wait=True, wait_timeout=10)
+    args = cluster_args(lab_env, tenant, deps, database={"password": "wrongPassword1"}, wait=True, wait_timeout=6)
     result = run_module("harbor_cluster", args)
     assert result.get("failed") is True, result
     msg = result["msg"]
-    assert f"HarborCluster harbor-{tenant}/{tenant} is not ready after 10s: status unhealthy" in msg
+    assert f"HarborCluster harbor-{tenant}/{tenant} is not ready after 6s: status unhealthy" in msg
     assert "DatabaseReady=False (AuthenticationFailed" in msg and "password authentication failed" in msg
     assert "CacheReady=True" in msg and "StorageReady=True" in msg
     assert "wrongPassword1" not in json.dumps(result)
