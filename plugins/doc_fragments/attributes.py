@@ -28,7 +28,9 @@ attributes:
     description: Read-only; runs unchanged in check mode.
   diff_mode:
     support: none
+    description: Reads only; there is nothing to diff.
   platform:
     support: full
     platforms: posix
+    description: Runs where the backing service is reachable, usually the controller or an execution environment.
 """

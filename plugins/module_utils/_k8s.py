@@ -1296,3 +1296,114 @@ def refuse_shared_secrets(params, nested):
         if (params.get(option) or {}).get(sub) is not None:
             raise TenantInputError(f"{option}.{sub}", "set it on each item of tenants, not at the top level "
                                                       "(one value would be shared by every tenant)")
+
+
+# --------------------------------------------------------------------------- tenant secrets (the source of truth)
+
+SECRET_PURPOSES = tuple(SECRET_KEYS)
+
+
+class TenantSecretsSpec:
+    """Which of a tenant's Secrets must exist, which values to write, and which to regenerate."""
+
+    def __init__(self, params):
+        self.tenant = Tenant(params["tenant"])
+        self.key = self.tenant.id
+        self.namespace = self.tenant.namespace
+        self.labels = dict(self.tenant.labels)
+        self.ensure = list(params.get("ensure") or ())
+        self.values = {}
+        for purpose, value in (params.get("values") or {}).items():
+            if purpose not in SECRET_PURPOSES:
+                raise TenantInputError("values", f"unknown Secret {purpose!r} (one of {', '.join(SECRET_PURPOSES)})")
+            if not isinstance(value, str) or not value:
+                raise TenantInputError(f"values.{purpose}", "must be a non-empty string")
+            self.values[purpose] = value
+        self.rotate = list(params.get("rotate") or ())
+        for purpose in self.ensure + self.rotate:
+            if purpose not in SECRET_PURPOSES:
+                raise TenantInputError("ensure", f"unknown Secret {purpose!r} (one of {', '.join(SECRET_PURPOSES)})")
+        if "storage" in self.ensure or "storage" in self.rotate:
+            raise TenantInputError("ensure", "the storage secret key comes from the object store: pass it in "
+                                             "values.storage, it cannot be generated")
+        both = sorted(set(self.rotate) & set(self.values))
+        if both:
+            raise TenantInputError("rotate", f"{', '.join(both)} is both given in values and to be rotated")
+        if "cache" in self.values and not is_url_safe_password(self.values["cache"]):
+            raise TenantInputError("values.cache", "must be letters and digits only: the operator breaks on "
+                                                   "URL-special characters in Redis passwords (operator issue #1054)")
+
+
+def _decoded(secret, purpose):
+    """The value a Secret holds for ``purpose`` (its first data key wins when the keys disagree), or None."""
+    data = (secret or {}).get("data") or {}
+    for key in SECRET_KEYS[purpose]:
+        if data.get(key):
+            return base64.b64decode(data[key]).decode("utf-8")
+    return None
+
+
+class TenantSecretsBackend:
+    """Ensure each tenant's namespace and Secrets exist, generating missing passwords once, and return the values.
+
+    The Kubernetes Secret is the source of truth for a tenant's passwords: the first run generates them (URL-safe),
+    later runs read them back, so PostgreSQL, Redis and the HarborCluster always agree. One LIST of namespaces and
+    one LIST of Secrets per run.
+    """
+
+    record_key = "calls"
+    describe_error = staticmethod(describe_error)
+
+    def __init__(self, kube):
+        self.kube = kube
+
+    def read(self, specs):
+        selector = tenant_selector([spec.key for spec in specs])
+        namespaces = {ns["metadata"]["name"]: ns for ns in self.kube.list("/api/v1/namespaces", "list namespaces",
+                                                                          selector)}
+        wanted = {(spec.namespace, spec.tenant.secret_name(p)): (spec.key, p) for spec in specs for p in SECRET_KEYS}
+        found = {spec.key: {"namespace": namespaces.get(spec.namespace), "secrets": {}} for spec in specs}
+        for secret in self.kube.list("/api/v1/secrets", "list secrets", selector):
+            hit = wanted.get((secret["metadata"].get("namespace"), secret["metadata"]["name"]))
+            if hit is not None:
+                found[hit[0]]["secrets"][hit[1]] = secret
+        return found
+
+    def plan(self, spec, state):
+        plan = Plan(spec.key, record_key=self.record_key)
+        plan.result["namespace"] = spec.namespace
+        namespace = {"apiVersion": "v1", "kind": "Namespace",
+                     "metadata": {"name": spec.namespace, "labels": spec.labels}}
+        if state["namespace"] is None or not matches(state["namespace"], namespace):
+            self._apply(plan, f"{'create' if state['namespace'] is None else 'label'} namespace {spec.namespace}",
+                        namespace)
+        values, states = {}, {}
+        for purpose in dict.fromkeys(spec.ensure + list(spec.values) + spec.rotate):
+            live = state["secrets"].get(purpose)
+            current = _decoded(live, purpose)
+            if purpose in spec.values:
+                value = spec.values[purpose]
+            elif purpose in spec.rotate or current is None:
+                value = generate_password()
+            else:
+                value = current
+            name = spec.tenant.secret_name(purpose)
+            manifest = build_secret(spec, purpose, value, (live or {}).get("type"))
+            if live is None:
+                states[purpose] = "created"
+                self._apply(plan, f"create Secret {spec.namespace}/{name}", manifest)
+            elif not matches(live, manifest):
+                states[purpose] = "unchanged" if value == current else "changed"
+                self._apply(plan, f"update Secret {spec.namespace}/{name}", manifest)
+            else:
+                states[purpose] = "unchanged"
+            values[purpose] = value
+        plan.before = {"secrets": {p: None if state["secrets"].get(p) is None else "(current value)" for p in states}}
+        plan.after = {"secrets": dict(states)}
+        plan.result["secrets"] = states
+        plan.result["values"] = values
+        return plan
+
+    def _apply(self, plan, action, manifest):
+        plan.add(action, lambda _resource: self.kube.apply(manifest),
+                 f"server-side apply {describe_object(manifest)} (field manager {FIELD_MANAGER})")
