@@ -1407,3 +1407,19 @@ class TenantSecretsBackend:
     def _apply(self, plan, action, manifest):
         plan.add(action, lambda _resource: self.kube.apply(manifest),
                  f"server-side apply {describe_object(manifest)} (field manager {FIELD_MANAGER})")
+
+
+def fleet_status(tenant_ids, kubeconfig=None, context=None):
+    """{tenant: {status, ready, version}} from one LIST of HarborClusters (for the inventory plugin)."""
+    kube = KubeClient({"kubeconfig": kubeconfig, "context": context})
+    wanted = set(tenant_ids)
+    try:
+        out = {}
+        for obj in list_clusters(kube, label_selector=tenant_selector(sorted(wanted))):
+            summary = summarize_cluster(obj)
+            if summary["tenant"] in wanted and summary["namespace"] == Tenant(summary["tenant"]).namespace:
+                out[summary["tenant"]] = {"status": summary["status"], "ready": summary["ready"],
+                                          "version": summary["version"], "reasons": summary["reasons"]}
+        return out
+    finally:
+        kube.close()
