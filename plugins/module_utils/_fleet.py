@@ -15,7 +15,8 @@ A fleet file (YAML) holds what people edit::
       - {id: acme, plan: large, external_url: https://registry.acme.example}
       - {id: globex, placement: {postgres: pg-b}}        # pinned by hand
 
-Placement (which PostgreSQL server and which sentinel group a tenant lives on) is recorded in a machine-written
+Placement (which PostgreSQL server and which sentinel group a tenant lives on, and its Redis port in that group:
+the lowest free port from the group's ``redis_port_base``, default 7000) is recorded in a machine-written
 sidecar, ``<fleet file>.placement.yml``, committed next to the fleet file like a lock file. A tenant keeps its
 recorded or pinned placement forever: nothing here ever moves a tenant. New tenants go, in id order, to the tier
 member with the most free capacity in their region (ties by name), so the same inputs always give the same
@@ -34,6 +35,7 @@ PLACEMENT_KEYS = {"postgres": "postgres", "sentinel_groups": "sentinel_group"}
 TENANT_KEYS = {"id", "plan", "region", "harbor_version", "external_url", "placement", "overrides", "notary",
                "labels"}
 DEFAULT_CAPACITY = {"postgres": 500, "sentinel_groups": 120}
+DEFAULT_REDIS_PORT_BASE = 7000
 
 
 class FleetError(ValueError):
@@ -155,7 +157,29 @@ class Fleet:
                 load[kind][name] += 1
                 if tenant["id"] not in new:
                     new.append(tenant["id"])
+        self._assign_redis_ports(result, new)
         return result, new
+
+    def _assign_redis_ports(self, result, new):
+        """Each tenant's Redis port in its sentinel group: the lowest free one from the group's redis_port_base."""
+        taken = {}
+        for tid, chosen in result.items():
+            if chosen.get("redis_port") is not None and chosen.get("sentinel_group"):
+                taken.setdefault(chosen["sentinel_group"], set()).add(chosen["redis_port"])
+        for tid in sorted(result):
+            chosen = result[tid]
+            group = chosen.get("sentinel_group")
+            if group is None or chosen.get("redis_port") is not None:
+                continue
+            member = self._member("sentinel_groups", group)
+            port = int(member.get("redis_port_base", DEFAULT_REDIS_PORT_BASE))
+            used = taken.setdefault(group, set())
+            while port in used:
+                port += 1
+            chosen["redis_port"] = port
+            used.add(port)
+            if tid not in new:
+                new.append(tid)
 
     def forget(self, tenant_ids):
         """Drop removed tenants from the record; a tenant still in the fleet file cannot be forgotten."""

@@ -109,3 +109,17 @@ def test_tenant_vars_resolve_names_plan_and_tiers():
 def test_sidecar_path():
     assert placement_path("/x/fleet.yml") == "/x/fleet.placement.yml"
     assert placement_path("/x/fleet.yaml") == "/x/fleet.placement.yml"
+
+
+def test_redis_ports_are_the_lowest_free_and_sticky():
+    data = fleet_data(["a", "b", "c"], sg_capacity=(5,))
+    data["tiers"]["sentinel_groups"][0]["redis_port_base"] = 7100
+    fleet = Fleet(data)
+    placement = fleet.placement()[0]
+    assert [placement[t]["redis_port"] for t in "abc"] == [7100, 7101, 7102]
+    record = fleet.placement_document(placement)
+    del record["tenants"]["b"]
+    data["tenants"] = [{"id": t} for t in ("a", "c", "d", "e")]
+    placement2 = Fleet(data, record).placement()[0]
+    assert placement2["a"]["redis_port"] == 7100 and placement2["c"]["redis_port"] == 7102
+    assert placement2["d"]["redis_port"] == 7101 and placement2["e"]["redis_port"] == 7103
