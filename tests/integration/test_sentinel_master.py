@@ -422,3 +422,41 @@ def test_no_secret_in_output_even_at_vvvv(lab, lab_group, run_module, tenants, u
         assert "auth-pass ********" in text
     rc, text = run_module(MODULE, dict(args, password=secret[::-1]), diff=True, verbosity=4, raw=True)
     assert rc != 0 and secret[::-1] not in text and lab_group.password not in text
+
+
+def test_tls_connection_to_the_sentinels(tmp_path, run_module, unique):
+    """A sentinel that only speaks TLS: the module reads and writes through it with tls + tls_ca_cert."""
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=tmp_path, check=True, capture_output=True)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+            "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+            "-out", "server.csr")
+    (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "1", "-extfile", "san.ext", "-out", "server.crt")
+    port = free_port(31700)
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"port 0\ntls-port {port}\nbind 127.0.0.1\ndir {tmp_path}\nrequirepass {OwnSentinels.PASSWORD}\n"
+                    f"tls-cert-file {tmp_path / 'server.crt'}\ntls-key-file {tmp_path / 'server.key'}\n"
+                    f"tls-ca-cert-file {tmp_path / 'ca.crt'}\ntls-auth-clients no\n"
+                    "sentinel resolve-hostnames no\n")
+    with open(tmp_path / "sentinel.log", "ab") as log:
+        proc = subprocess.Popen(["redis-sentinel", str(conf)], stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        tls = redis.Redis(host="127.0.0.1", port=port, password=OwnSentinels.PASSWORD, ssl=True,
+                          ssl_ca_certs=str(tmp_path / "ca.crt"))
+        wait_for(tls.ping, 10, "the TLS sentinel starting")
+        args = dict(sentinels=[f"127.0.0.1:{port}"], sentinel_password=OwnSentinels.PASSWORD, tls=True,
+                    tls_ca_cert=str(tmp_path / "ca.crt"), tenant=f"tls-{unique}", master_host="127.0.0.1",
+                    master_port=9, password="TlsTenantPassw0rd")  # no master there: registration still works
+        created = run_module(MODULE, args)
+        assert created["changed"] is True and created["password"] == "set"
+        assert run_module(MODULE, args)["changed"] is False
+        plain = run_module(MODULE, dict(args, tls=False))
+        assert plain.get("failed") is True and f"127.0.0.1:{port}" in plain["msg"]
+        assert run_module(MODULE, dict(args, state="absent"))["changed"] is True
+    finally:
+        proc.terminate()
+        proc.wait(10)
