@@ -32,9 +32,9 @@ options:
     choices: [harborfleet.fleet.tenants]
     type: str
   fleet_file:
-    description: The fleet file, relative to this inventory source unless absolute.
+    description: The fleet file, relative to this inventory source unless absolute (C(~) is expanded).
     required: true
-    type: path
+    type: str
   live_status:
     description:
       - Also read every tenant's HarborCluster (one list call) and group hosts by C(.status.status) and by the
@@ -85,9 +85,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
-        fleet_path = self.get_option("fleet_file")
+        fleet_path = os.path.expanduser(self.get_option("fleet_file"))
         if not os.path.isabs(fleet_path):
-            fleet_path = os.path.join(os.path.dirname(path), fleet_path)
+            fleet_path = os.path.normpath(os.path.join(os.path.dirname(path), fleet_path))
         fleet = self._load_fleet(fleet_path)
         try:
             placement, unplaced = fleet.placement()

@@ -26,6 +26,7 @@ answer, and a full tier is an error naming the tenant, never an overfilled serve
 from __future__ import annotations
 
 import copy
+from urllib.parse import urlparse
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     Tenant, TenantInputError, validate_dns_label)
@@ -242,3 +243,117 @@ class Fleet:
             if member["name"] == name:
                 return copy.deepcopy(member)
         return None
+
+
+# --------------------------------------------------------------------------- from inventory hosts to module calls
+
+BATCH_KINDS = ("secrets", "database", "redis", "bucket", "cluster")
+
+
+KUBERNETES = {"name": "kubernetes"}
+
+
+def _require(values, tenant, purpose, what):
+    value = (values.get(tenant) or {}).get(purpose)
+    if not value:
+        raise FleetError(f"tenant {tenant!r}: no {purpose} {what}; run the secrets step first")
+    return value
+
+
+def batches(tenants, kind, secrets=None, storage_keys=None, versions=None):
+    """Group tenants (inventory host variables) into one module call per tier member.
+
+    Returns ``[{"member": <tier member>, "tenants": [<items for the module's tenants option>]}]`` in member order.
+    ``secrets`` maps tenant → passwords (from ``tenant_secrets``); ``storage_keys`` maps tenant → S3 access key id;
+    ``versions`` maps tenant → the Harbor version it runs now: a tenant whose wanted version differs keeps it (the
+    ``harbor_upgrading`` flag says so) because version changes roll out in gated batches (upgrade_fleet.yml), never
+    all at once. Tier connection details stay in ``member``; items only carry what differs per tenant.
+    """
+    if kind not in BATCH_KINDS:
+        raise FleetError(f"unknown batch kind {kind!r} (one of {', '.join(BATCH_KINDS)})")
+    secrets = secrets or {}
+    storage_keys = storage_keys or {}
+    groups = {}
+    for host in tenants:
+        tid = host["harbor_tenant"]
+        if not host.get("harbor_placement_recorded", True):
+            raise FleetError(f"tenant {tid!r}: placement not recorded yet; run harborfleet.fleet.fleet_placement")
+        plan = host.get("harbor_plan_settings") or {}
+        member = {"database": host.get("harbor_postgres"), "redis": host.get("harbor_sentinel_group"),
+                  "bucket": host.get("harbor_s3"), "cluster": KUBERNETES, "secrets": KUBERNETES}[kind]
+        if not member:
+            raise FleetError(f"tenant {tid!r}: no {kind} tier member (check the fleet file's tiers)")
+        item = {"tenant": tid}
+        if kind == "database":
+            item["password"] = _require(secrets, tid, "database", "password")
+            item["notary"] = bool(host.get("harbor_notary"))
+            for option in ("database_connection_limit", "role_connection_limit"):
+                if plan.get(option) is not None:
+                    item[option] = plan[option]
+        elif kind == "redis":
+            item["port"] = host["harbor_placement"]["redis_port"]
+            item["password"] = _require(secrets, tid, "cache", "password")
+            if plan.get("redis_maxmemory"):
+                item["maxmemory"] = plan["redis_maxmemory"]
+        elif kind == "cluster":
+            item.update(_cluster_item(host, plan, storage_keys))
+            running = (versions or {}).get(tid)
+            if running and running != item["version"]:
+                item["version"] = running
+        groups.setdefault(member["name"], {"member": member, "tenants": []})["tenants"].append(item)
+    return [groups[name] for name in sorted(groups)]
+
+
+def _cluster_item(host, plan, storage_keys):
+    tid = host["harbor_tenant"]
+    postgres, sentinels, s3 = host["harbor_postgres"], host["harbor_sentinel_group"], host.get("harbor_s3") or {}
+    sentinel_host, sentinel_port = sentinels["sentinels"][0].rsplit(":", 1)
+    external_url = host["harbor_external_url"]
+    if not external_url:
+        raise FleetError(f"tenant {tid!r}: no external_url (set it, or defaults.domain in the fleet file)")
+    ingress_host = urlparse(external_url).hostname
+    item = {
+        "version": host["harbor_version"],
+        "external_url": external_url,
+        "expose": {"host": ingress_host},
+        "database": {"host": postgres["host"], "port": int(postgres.get("port", 5432)),
+                     "ssl_mode": postgres.get("ssl_mode", "prefer")},
+        "cache": {"host": sentinel_host, "port": int(sentinel_port)},
+        "storage": {"region": s3.get("region", "us-east-1"), "endpoint": s3.get("endpoint"),
+                    "access_key": storage_keys.get(tid)},
+    }
+    item["storage"] = {k: v for k, v in item["storage"].items() if v is not None}
+    item["bucket_prefix"] = s3.get("bucket_prefix", "harbor-")
+    for option in ("replicas", "core_max_idle_connections", "core_max_open_connections", "log_level"):
+        if plan.get(option) is not None:
+            item[option] = plan[option]
+    if host.get("harbor_notary"):
+        item["notary"] = {"enabled": True, "host": f"notary.{ingress_host}"}
+    if host.get("harbor_overrides"):
+        item["spec_overrides"] = host["harbor_overrides"]
+    return item
+
+
+def storage_keys(bucket_results):
+    """tenant → the S3 access key id Harbor should use, from tenant_bucket's list-form results.
+
+    A key created by this run wins; otherwise the tenant's only key. Several keys and none created means a
+    rotation is half done: an error naming the tenant, rather than a guess.
+    """
+    keys = {}
+    for result in bucket_results:
+        tid = result["tenant"]
+        if result.get("access_key_id"):
+            keys[tid] = result["access_key_id"]
+        elif len(result.get("access_keys") or []) == 1:
+            keys[tid] = result["access_keys"][0]
+        elif result.get("access_keys"):
+            raise FleetError(f"tenant {tid!r} has {len(result['access_keys'])} access keys and none was created "
+                             "now: finish the key rotation (playbooks/rotate_credentials.yml) first")
+    return keys
+
+
+def new_storage_secrets(bucket_results):
+    """tenant_secrets items that store the S3 secret keys a tenant_bucket run has just created."""
+    return [{"tenant": result["tenant"], "ensure": [], "values": {"storage": result["secret_access_key"]}}
+            for result in bucket_results if result.get("secret_access_key")]

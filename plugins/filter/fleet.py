@@ -1,0 +1,38 @@
+# -*- coding: utf-8 -*-
+# Copyright: harborfleet.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters that turn the tenants inventory into batch module calls (the logic lives in module_utils/_fleet.py)."""
+
+from __future__ import annotations
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
+    FleetError, batches, new_storage_secrets, storage_keys)
+
+
+def fleet_batches(tenants, kind, secrets=None, keys=None, versions=None):
+    try:
+        return batches(tenants, kind, secrets, keys, versions)
+    except (FleetError, KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"fleet_batches({kind}): {exc}") from None
+
+
+def fleet_storage_keys(bucket_results):
+    try:
+        return storage_keys(bucket_results)
+    except (FleetError, KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"fleet_storage_keys: {exc}") from None
+
+
+def fleet_new_storage_secrets(bucket_results):
+    try:
+        return new_storage_secrets(bucket_results)
+    except (KeyError, TypeError) as exc:
+        raise AnsibleFilterError(f"fleet_new_storage_secrets: {exc}") from None
+
+
+class FilterModule:
+    def filters(self):
+        return {"fleet_batches": fleet_batches, "fleet_storage_keys": fleet_storage_keys,
+                "fleet_new_storage_secrets": fleet_new_storage_secrets}
