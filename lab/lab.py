@@ -646,9 +646,25 @@ def cmd_up(_args):
     return 0
 
 
+def stop_recorded_daemons():
+    """Stop daemons that playbooks started inside the lab (e.g. the redis_sentinel role's processes under
+    <lab>/fleet-redis): by the PID in their pid files, only when that PID is still a redis process."""
+    for pidfile in sorted(LAB.rglob("*.pid")) if LAB.exists() else []:
+        pid = read_pid(pidfile)
+        if not pid or not pid_alive(pid):
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        except OSError:
+            continue
+        if os.path.basename(cmdline).startswith(("redis-server", "redis-sentinel")):
+            stop_pid(pid, f"{pidfile.parent.name}/{pidfile.name}")
+
+
 def cmd_down(_args):
     for name in redis_tenants():
         redis_tenant_stop(name)
+    stop_recorded_daemons()
     for service in reversed(services()):
         service.down()
         log(f"{service.name}: stopped")
