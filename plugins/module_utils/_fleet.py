@@ -357,3 +357,14 @@ def new_storage_secrets(bucket_results):
     """tenant_secrets items that store the S3 secret keys a tenant_bucket run has just created."""
     return [{"tenant": result["tenant"], "ensure": [], "values": {"storage": result["secret_access_key"]}}
             for result in bucket_results if result.get("secret_access_key")]
+
+
+def retired_keys(bucket_results):
+    """tenant_bucket items deleting every key but the one a rotation run has just created (per tenant)."""
+    items = []
+    for result in bucket_results:
+        new = result.get("access_key_id")
+        old = [key for key in result.get("access_keys") or [] if key != new]
+        if new and old:
+            items.append({"tenant": result["tenant"], "delete_access_keys": old})
+    return items
