@@ -46,6 +46,7 @@ PORTS = {name: [p + PORT_OFFSET for p in port] if isinstance(port, list) else po
              "etcd": 23790,
              "etcd_peer": 23800,
              "apiserver": 26443,
+             "controller_manager": 26257,
              "postgres": 25432,
              "sentinels": [26380, 26381, 26382],
              "s3": 28333,
@@ -208,7 +209,8 @@ def go_cache_dir():
 def build():
     """Build kube-apiserver and etcd once per version; later calls find them in the per-user cache."""
     target = go_cache_dir()
-    binaries = {"kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver", "etcd": "go.etcd.io/etcd/server/v3"}
+    binaries = {"kube-apiserver": "k8s.io/kubernetes/cmd/kube-apiserver", "etcd": "go.etcd.io/etcd/server/v3",
+                "kube-controller-manager": "k8s.io/kubernetes/cmd/kube-controller-manager"}
     if all((target / name).exists() for name in binaries):
         return target
     target.mkdir(parents=True, exist_ok=True)
@@ -217,7 +219,7 @@ def build():
     ldflags = " ".join([
         "-s -w",
         f"-X {stamp}.gitVersion=v{KUBE_VERSION}", f"-X {stamp}.gitMajor={major}", f"-X {stamp}.gitMinor={minor}",
-        f"-X {stamp}.gitTreeState=clean", f"-X {stamp}/verflag.programName=kube-apiserver",
+        f"-X {stamp}.gitTreeState=clean",
     ])
     for name, package in binaries.items():
         if (target / name).exists():
@@ -379,6 +381,28 @@ class KubeApiserver(Service):
     def up(self):
         super().up()
         install_crds()
+
+
+class KubeControllerManager(Service):
+    """Only the namespace and garbage-collector controllers: deleted namespaces really go away (as in a cluster)."""
+    name = "kube-controller-manager"
+    port = PORTS["controller_manager"]
+
+    def ready(self):
+        if not port_open(self.port):
+            return False
+        result = subprocess.run(["curl", "-skf", f"https://{LOOPBACK}:{self.port}/healthz"], capture_output=True,
+                                check=False)
+        return result.returncode == 0
+
+    def start(self):
+        binary = build() / "kube-controller-manager"
+        kubeconfig = LAB / "kube" / "kubeconfig"
+        spawn([str(binary), f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
+               f"--authorization-kubeconfig={kubeconfig}", "--controllers=namespace,garbagecollector",
+               "--leader-elect=false", f"--bind-address={LOOPBACK}", f"--secure-port={self.port}",
+               f"--cert-dir={self.dir / 'certs'}", "--concurrent-namespace-syncs=5", "--v=1"],
+              self.logfile, self.pidfile)
 
 
 def install_crds():
@@ -565,7 +589,7 @@ class Reconciler(Service):
 
 
 def services():
-    base = [Etcd(), KubeApiserver(), Postgres(), Sentinels(), SeaweedFS()]
+    base = [Etcd(), KubeApiserver(), KubeControllerManager(), Postgres(), Sentinels(), SeaweedFS()]
     if (HERE / "reconciler.py").exists():
         base.append(Reconciler())
     return base

@@ -247,7 +247,7 @@ class Fleet:
 
 # --------------------------------------------------------------------------- from inventory hosts to module calls
 
-BATCH_KINDS = ("secrets", "database", "redis", "bucket", "cluster")
+BATCH_KINDS = ("secrets", "database", "redis", "bucket", "cluster", "database_removal", "redis_removal")
 
 
 KUBERNETES = {"name": "kubernetes"}
@@ -280,7 +280,9 @@ def batches(tenants, kind, secrets=None, storage_keys=None, versions=None):
             raise FleetError(f"tenant {tid!r}: placement not recorded yet; run harborfleet.fleet.fleet_placement")
         plan = host.get("harbor_plan_settings") or {}
         member = {"database": host.get("harbor_postgres"), "redis": host.get("harbor_sentinel_group"),
-                  "bucket": host.get("harbor_s3"), "cluster": KUBERNETES, "secrets": KUBERNETES}[kind]
+                  "bucket": host.get("harbor_s3"), "cluster": KUBERNETES, "secrets": KUBERNETES,
+                  "database_removal": host.get("harbor_postgres"),
+                  "redis_removal": host.get("harbor_sentinel_group")}[kind]
         if not member:
             raise FleetError(f"tenant {tid!r}: no {kind} tier member (check the fleet file's tiers)")
         item = {"tenant": tid}
@@ -295,6 +297,10 @@ def batches(tenants, kind, secrets=None, storage_keys=None, versions=None):
             item["password"] = _require(secrets, tid, "cache", "password")
             if plan.get("redis_maxmemory"):
                 item["maxmemory"] = plan["redis_maxmemory"]
+        elif kind == "database_removal":  # what the drop needs: the names, no password
+            item["notary"] = bool(host.get("harbor_notary"))
+        elif kind == "redis_removal":
+            item.update(port=host["harbor_placement"]["redis_port"], state="absent")
         elif kind == "cluster":
             item.update(_cluster_item(host, plan, storage_keys))
             running = (versions or {}).get(tid)

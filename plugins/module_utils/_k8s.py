@@ -1399,6 +1399,9 @@ class TenantSecretsBackend:
             else:
                 states[purpose] = "unchanged"
             values[purpose] = value
+        for purpose, live in state["secrets"].items():  # the others are returned as they are
+            if purpose not in values and _decoded(live, purpose) is not None:
+                values[purpose] = _decoded(live, purpose)
         plan.before = {"secrets": {p: None if state["secrets"].get(p) is None else "(current value)" for p in states}}
         plan.after = {"secrets": dict(states)}
         plan.result["secrets"] = states

@@ -13,12 +13,12 @@ description:
   - Makes sure each tenant's namespace (C(harbor-<id>), labelled with the tenant id) and the Secrets the
     HarborCluster references exist, with the Harbor Operator's data keys, and returns the values they hold.
   - The Secrets are the source of truth for a tenant's passwords. A missing password is generated once (40 letters
-    and digits: URL-safe, as the operator needs for Redis) and written; later runs read it back, so the database
+    and digits, URL-safe as the operator needs for Redis) and written; later runs read it back, so the database
     role, the Redis instances and the HarborCluster always get the same value.
   - O(values) writes given values (for example a new S3 secret key right after it was created); O(rotate)
     replaces passwords with new generated ones. Nothing is ever deleted.
-  - B(The result contains passwords): run the task with C(no_log=true) and pass the values on in variables.
-    Diffs and the RV(results[].secrets) states never contain them.
+  - B(The result contains passwords), so run the task with C(no_log=true) and pass the values on in variables.
+    Diffs and the RV(secrets) states never contain them.
 author:
   - harborfleet maintainers (@harborfleet)
 extends_documentation_fragment:
@@ -107,7 +107,9 @@ secrets:
   type: dict
   sample: {database: unchanged, cache: unchanged, admin: created}
 values:
-  description: The password each Secret holds after the run (or would, in check mode). Secret material.
+  description:
+    - The value each of the tenant's Secrets holds after the run (or would, in check mode), including Secrets the
+      run did not touch (for example C(storage)). Secret material.
   returned: single form
   type: dict
 actions:
