@@ -297,6 +297,10 @@ def batches(tenants, kind, secrets=None, storage_keys=None, versions=None):
             item["password"] = _require(secrets, tid, "cache", "password")
             if plan.get("redis_maxmemory"):
                 item["maxmemory"] = plan["redis_maxmemory"]
+        elif kind == "bucket" and secrets and not (secrets.get(tid) or {}).get("storage"):
+            # No secret key stored for this tenant (first run, or its Secret was lost): a new key is created and
+            # stored; keys whose secret nobody has are retired once Harbor runs on the new one.
+            item["rotate_credentials"] = True
         elif kind == "database_removal":  # what the drop needs: the names, no password
             item["notary"] = bool(host.get("harbor_notary"))
         elif kind == "redis_removal":
