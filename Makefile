@@ -16,6 +16,7 @@ N           ?= 100
 export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
+export HARBORFLEET_LAB_DIR ?= $(CURDIR)/.lab
 
 .PHONY: help setup system-deps venv collection go-build lab-up lab-down lab-status \
         test check sanity lint package unit integration molecule demo bench build clean
@@ -73,8 +74,9 @@ molecule: collection ## molecule scenarios against the running lab
 	  echo "== molecule test -s $$s"; molecule test -s $$s || exit 1; \
 	done
 
-demo: lab-up ## set up, start the lab, deploy the lab fleet
-	@echo "The lab is up (see above). Deploying the fleet arrives with the playbooks."
+demo: lab-up ## set up, start the lab, deploy the 3-tenant lab fleet, print its status and the HTML report's path
+	ansible-playbook -i inventories/lab playbooks/deploy_fleet.yml
+	ansible-playbook -i inventories/lab playbooks/fleet_status.yml
 
 bench: lab-up ## the fleet benchmark (N=tenants)
 	@echo "The benchmark arrives with the fleet modules."
