@@ -123,3 +123,60 @@ def test_redis_ports_are_the_lowest_free_and_sticky():
     placement2 = Fleet(data, record).placement()[0]
     assert placement2["a"]["redis_port"] == 7100 and placement2["c"]["redis_port"] == 7102
     assert placement2["d"]["redis_port"] == 7101 and placement2["e"]["redis_port"] == 7103
+
+
+def host_vars(data, secrets=True):
+    fleet = Fleet(data)
+    placement = fleet.placement()[0]
+    hosts = [dict(fleet.tenant_vars(t, placement), harbor_placement_recorded=True) for t in fleet.tenants]
+    values = {h["harbor_tenant"]: {"database": "db-" + h["harbor_tenant"], "cache": "c" + h["harbor_tenant"]}
+              for h in hosts} if secrets else {}
+    return hosts, values
+
+
+def test_batches_group_by_tier_member_and_carry_what_differs():
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import batches
+    hosts, secrets = host_vars(fleet_data(["a", "b", "c"]))
+    db = batches(hosts, "database", secrets)
+    assert [b["member"]["name"] for b in db] == ["pg-a", "pg-b"]
+    assert db[0]["tenants"] == [{"tenant": "a", "password": "db-a", "notary": False},
+                                {"tenant": "c", "password": "db-c", "notary": False}]
+    redis = batches(hosts, "redis", secrets)
+    assert redis[0]["tenants"][0] == {"tenant": "a", "port": 7000, "password": "ca"}
+    bucket = batches(hosts, "bucket", secrets)
+    assert all(item["rotate_credentials"] for item in bucket[0]["tenants"])  # no storage secret yet
+    cluster = batches(hosts, "cluster", storage_keys={"a": "AKIA1"})
+    item = cluster[0]["tenants"][0]
+    assert item["expose"] == {"host": "a.registry.example.test"} and item["storage"]["access_key"] == "AKIA1"
+    assert item["database"] == {"host": "10.0.0.0", "port": 5432, "ssl_mode": "prefer"}
+    assert item["cache"] == {"host": "10.0.1.1", "port": 26379} and item["bucket_prefix"] == "corp-"
+
+
+def test_batches_refuse_unrecorded_placement_and_missing_passwords():
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import batches
+    hosts, _ = host_vars(fleet_data(["a"]), secrets=False)
+    with pytest.raises(FleetError, match="no database password"):
+        batches(hosts, "database", {})
+    hosts[0]["harbor_placement_recorded"] = False
+    with pytest.raises(FleetError, match="placement not recorded"):
+        batches(hosts, "secrets")
+
+
+def test_running_versions_are_kept_until_the_upgrade_playbook():
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import batches
+    hosts, _ = host_vars(fleet_data(["a", "b"]))
+    items = batches(hosts, "cluster", versions={"a": "2.6.3"})[0]["tenants"]
+    assert [i["version"] for i in items] == ["2.6.3", "2.6.4"]
+
+
+def test_storage_key_choice_and_rotation_helpers():
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
+        new_storage_secrets, retired_keys, storage_keys)
+    results = [{"tenant": "a", "access_key_id": "NEW", "secret_access_key": "s", "access_keys": ["OLD", "NEW"]},
+               {"tenant": "b", "access_keys": ["ONLY"]},
+               {"tenant": "c", "access_keys": []}]
+    assert storage_keys(results) == {"a": "NEW", "b": "ONLY"}
+    assert new_storage_secrets(results) == [{"tenant": "a", "ensure": [], "values": {"storage": "s"}}]
+    assert retired_keys(results) == [{"tenant": "a", "delete_access_keys": ["OLD"]}]
+    with pytest.raises(FleetError, match="finish the key rotation"):
+        storage_keys([{"tenant": "d", "access_keys": ["K1", "K2"]}])
