@@ -78,8 +78,9 @@ demo: lab-up ## set up, start the lab, deploy the 3-tenant lab fleet, print its 
 	ansible-playbook -i inventories/lab playbooks/deploy_fleet.yml
 	ansible-playbook -i inventories/lab playbooks/fleet_status.yml
 
-bench: lab-up ## the fleet benchmark (N=tenants)
-	@echo "The benchmark arrives with the fleet modules."
+bench: lab-up ## the fleet benchmark (N=10,100,1000 PHASES=provision,noop,credentials PATHS=naive,fleet,floor NAIVE_MAX=100)
+	@$(PY) benchmarks/bench.py --n "$(N)" $(if $(PHASES),--phases "$(PHASES)") $(if $(PATHS),--paths "$(PATHS)") \
+	  $(if $(NAIVE_MAX),--naive-max "$(NAIVE_MAX)")
 
 build: venv ## build the collection tarball into .build/
 	ansible-galaxy collection build --force --output-path $(BUILD)

@@ -1,0 +1,61 @@
+# -*- coding: utf-8 -*-
+# Copyright: harborfleet.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Benchmark helper filters: shape the benchmark's tenant list into the ``tenants`` items of each batch module.
+
+``tenants`` is the list the harness writes (``tenant``, ``group``, ``master_port``, ``cache_password``,
+``cache_host``, ``cache_port``); ``secrets`` is the ``results`` list that ``harborfleet.fleet.tenant_secrets``
+returned in its list form (one entry per tenant with the ``values`` its Secrets hold).
+
+The Redis password is taken from ``tenants``, not from ``secrets``: it is passed to tenant_secrets in ``values``
+(a no_log option), so the module masks that value as ``********`` wherever it returns it.
+"""
+
+from __future__ import annotations
+
+
+def _values(secrets):
+    return {item["tenant"]: item.get("values") or {} for item in secrets or []}
+
+
+def secret_items(tenants):
+    """tenant_secrets: the Redis password comes from the Redis tier; the others are generated once."""
+    return [{"tenant": t["tenant"], "values": {"cache": t["cache_password"]}} for t in tenants]
+
+
+def database_items(tenants, secrets):
+    values = _values(secrets)
+    return [{"tenant": t["tenant"], "password": values[t["tenant"]]["database"]} for t in tenants]
+
+
+def sentinel_items(tenants, group):
+    return [{"tenant": t["tenant"], "master_port": t["master_port"], "password": t["cache_password"]}
+            for t in tenants if t["group"] == group]
+
+
+def bucket_items(tenants):
+    return [{"tenant": t["tenant"]} for t in tenants]
+
+
+def cluster_items(tenants, secrets):
+    values = _values(secrets)
+    items = []
+    for t in tenants:
+        own = values[t["tenant"]]
+        items.append({"tenant": t["tenant"], "admin_password": own["admin"],
+                      "database": {"password": own["database"]},
+                      "cache": {"host": t["cache_host"], "port": t["cache_port"], "password": t["cache_password"]}})
+    return items
+
+
+class FilterModule:
+    """The filters, prefixed so they cannot shadow anything else."""
+
+    def filters(self):
+        return {
+            "harborfleet_bench_secret_items": secret_items,
+            "harborfleet_bench_database_items": database_items,
+            "harborfleet_bench_sentinel_items": sentinel_items,
+            "harborfleet_bench_bucket_items": bucket_items,
+            "harborfleet_bench_cluster_items": cluster_items,
+        }
