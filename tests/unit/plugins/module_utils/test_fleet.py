@@ -154,7 +154,7 @@ def test_batches_group_by_tier_member_and_carry_what_differs():
 
 def test_batches_refuse_unrecorded_placement_and_missing_passwords():
     from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import batches
-    hosts, _ = host_vars(fleet_data(["a"]), secrets=False)
+    hosts = host_vars(fleet_data(["a"]), secrets=False)[0]
     with pytest.raises(FleetError, match="no database password"):
         batches(hosts, "database", {})
     hosts[0]["harbor_placement_recorded"] = False
@@ -164,7 +164,7 @@ def test_batches_refuse_unrecorded_placement_and_missing_passwords():
 
 def test_running_versions_are_kept_until_the_upgrade_playbook():
     from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import batches
-    hosts, _ = host_vars(fleet_data(["a", "b"]))
+    hosts = host_vars(fleet_data(["a", "b"]))[0]
     items = batches(hosts, "cluster", versions={"a": "2.6.3"})[0]["tenants"]
     assert [i["version"] for i in items] == ["2.6.3", "2.6.4"]
 
