@@ -20,17 +20,7 @@ author:
   - harborfleet maintainers (@harborfleet)
 extends_documentation_fragment:
   - harborfleet.fleet.kubernetes
-attributes:
-  check_mode:
-    support: full
-    description: Read-only; runs unchanged in check mode.
-  diff_mode:
-    support: none
-    description: Nothing changes, so there is nothing to show.
-  platform:
-    support: full
-    platforms: posix
-    description: Runs where the Kubernetes API is reachable, usually the controller or an execution environment.
+  - harborfleet.fleet.attributes.info
 options:
   tenant:
     description:
