@@ -158,6 +158,8 @@ class FleetModule:
             except Exception as exc:  # pylint: disable=broad-except
                 plan = Plan(spec.key, record_key=getattr(backend, "record_key", "calls"))
                 plan.error = describe(exc)
+                if isinstance(exc, TenantInputError):
+                    plan.result["field"] = exc.field
                 plans.append(plan)
         fail_fast = self.params["fail_fast"]
         runnable = [] if fail_fast and any(p.failed for p in plans) else [p for p in plans if not p.failed]
