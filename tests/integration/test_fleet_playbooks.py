@@ -90,3 +90,31 @@ def test_upgrade_stops_at_the_first_unhealthy_batch(fleet_dir, kube_client, run_
         assert versions["up-c"] == ("2.6.4", True)       # never touched: the rollout stopped
     finally:
         core.patch_namespaced_secret("up-b-database", "harbor-up-b", {"data": saved})
+
+
+def inventory(path, *args):
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-inventory"), "-i", path, *args]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False, timeout=300,
+                          env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_inventory_groups_tenants_by_live_status(fleet_dir, lab_env, tmp_path):
+    source = tmp_path / "live.tenants.yml"
+    source.write_text(yaml.safe_dump({"plugin": "harborfleet.fleet.tenants",
+                                      "fleet_file": os.path.join(fleet_dir, "fleet.yml"),
+                                      "live_status": True, "kubeconfig": lab_env["LAB_KUBECONFIG"]}))
+    rc, out = inventory(str(source), "--list")
+    assert rc == 0, out
+    groups = yaml.safe_load(out)
+    assert sorted(groups["status_ready"]["hosts"]) == list(IDS)
+    assert sorted(groups["status_healthy"]["hosts"]) == list(IDS)
+    assert sorted(groups["plan_small"]["hosts"]) == list(IDS)
+
+
+def test_inventory_names_duplicate_and_invalid_ids(tmp_path):
+    (tmp_path / "fleet.yml").write_text(yaml.safe_dump({"tenants": [{"id": "ok"}, {"id": "ok"}, {"id": "Bad_Id"}]}))
+    source = tmp_path / "bad.tenants.yml"
+    source.write_text("plugin: harborfleet.fleet.tenants\nfleet_file: fleet.yml\n")
+    rc, out = inventory(str(source), "--list")
+    assert "duplicate tenant id 'ok'" in out and "tenants[2].id" in out
