@@ -271,7 +271,7 @@ class Bench:
             report.tier_table(rows), "", "Targets:", ""] + (document["targets"] or ["- (not measured at N=1000)"])
             + ([""] + [f"ERROR: {e}" for e in self.errors] if self.errors else [])) + "\n"
         svg = report.svg_plot(rows, "harborfleet.fleet benchmark: wall time against tenants",
-                              f"{described}. {redis.get('note', '')}")
+                              f"{described}\n{redis.get('note', '')}")
         paths = report.write_outputs(args.results, f"{started:%Y%m%d-%H%M%S}-{self.run_id}", document, markdown, svg)
         if not partial:
             print("\n" + markdown)

@@ -166,6 +166,13 @@ class CollectionOps:
         out["bucket"] = self._run(s3.BucketBackend(connection, concurrency=self.concurrency),
                                   [s3.BucketSpec({"tenant": t.tenant, "force": True}, "absent", "harbor-",
                                                  connection.region) for t in tenants])
+        if out["bucket"]["failed"]:
+            # An IAM API that does not answer fails every tenant before its bucket is touched: remove the buckets
+            # at least (the report keeps the first errors, so leftover IAM users are known).
+            out["bucket_without_iam"] = self._run(
+                s3.BucketBackend(connection, concurrency=self.concurrency),
+                [s3.BucketSpec({"tenant": t.tenant, "force": True, "credentials": False}, "absent", "harbor-",
+                               connection.region) for t in tenants])
         for group in sorted({t.group for t in tenants}):
             backend = rd.SentinelBackend(self._sentinel_params(group))
             try:
