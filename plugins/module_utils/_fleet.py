@@ -26,6 +26,7 @@ answer, and a full tier is an error naming the tenant, never an overfilled serve
 from __future__ import annotations
 
 import copy
+import os
 from urllib.parse import urlparse
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
@@ -44,9 +45,9 @@ class FleetError(ValueError):
 
 
 def placement_path(fleet_path):
-    base = fleet_path[:-4] if fleet_path.endswith(".yml") else fleet_path[:-5] if fleet_path.endswith(".yaml") \
-        else fleet_path
-    return base + ".placement.yml"
+    """The placement record beside a fleet file: fleet.yml → fleet.placement.yml."""
+    root, ext = os.path.splitext(fleet_path)
+    return (root if ext in (".yml", ".yaml") else fleet_path) + ".placement.yml"
 
 
 class Fleet:
