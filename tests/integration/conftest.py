@@ -3,6 +3,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import uuid
 
 import pytest
@@ -11,6 +12,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "lab"))
 
 import lab as lab_module  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def wait_for(predicate, timeout=60, interval=0.5):
+    """Poll until ``predicate()`` returns something truthy and return its last value (how long it took is never
+    asserted)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
 
 
 @pytest.fixture(scope="session")

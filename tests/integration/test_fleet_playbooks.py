@@ -8,6 +8,8 @@ import sys
 import pytest
 import yaml
 
+from conftest import wait_for
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 IDS = ("up-a", "up-b", "up-c")
 sys.path.insert(0, os.path.join(ROOT, "lab"))
@@ -90,6 +92,14 @@ def test_upgrade_stops_at_the_first_unhealthy_batch(fleet_dir, kube_client, run_
         assert versions["up-c"] == ("2.6.4", True)       # never touched: the rollout stopped
     finally:
         core.patch_namespaced_secret("up-b-database", "harbor-up-b", {"data": saved})
+        # leave the fleet as the other tests expect it: up-b healthy again once the reconciler retries
+        custom = client.CustomObjectsApi(kube_client)
+
+        def up_b_healthy():
+            items = custom.list_namespaced_custom_object("goharbor.io", "v1beta1", "harbor-up-b",
+                                                         "harborclusters")["items"]
+            return all((obj.get("status") or {}).get("status") == "healthy" for obj in items)
+        assert wait_for(up_b_healthy, timeout=180, interval=1), "up-b did not recover after its Secret was restored"
 
 
 def inventory(path, *args):

@@ -2,11 +2,10 @@
 stand-in reconciler writing status, and a real PostgreSQL database, Redis master behind the sentinels and S3 bucket
 for the tenants that must become healthy."""
 import json
-import time
 
 import pytest
 
-from conftest import pg_connect
+from conftest import pg_connect, wait_for
 
 GROUP, VERSION, PLURAL = "goharbor.io", "v1beta1", "harborclusters"
 
@@ -179,16 +178,6 @@ def cluster_args(lab_env, tenant, dependencies=None, **extra):
         else:
             args[key] = value
     return args
-
-
-def wait_for(predicate, timeout=60, interval=0.5):
-    """Poll until ``predicate()`` returns something truthy (no assertion on how long it took)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 # --------------------------------------------------------------------------- create → healthy → idempotent
