@@ -4,8 +4,8 @@ whole job, and removing a round's tenants again.
 ``verify`` runs each backend's bulk read and plan with the desired state every path converges to: a tenant whose
 plan has changes was not fully provisioned (or a floor object differs from what the modules write). ``cleanup``
 runs the ``state: absent`` plans (databases dropped with allow_drop, buckets emptied and deleted with force, IAM
-users removed, master sets removed, HarborClusters and namespaces deleted) and then finalizes the namespaces,
-because the lab has no namespace controller to finish deleting them.
+users removed, master sets removed, HarborClusters and namespaces deleted) and then finalizes the namespaces itself
+rather than waiting for the lab's namespace controller to work through a thousand of them.
 """
 
 from .common import BUCKET_SETTINGS, HARBOR_CLASS, HARBOR_VERSION, TOKEN_ISSUER, import_collection
@@ -203,7 +203,7 @@ class CollectionOps:
                          body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace},
                                "spec": {"finalizers": []}})
 
-        items = [_Item(f"harbor-{t.tenant}") for t in tenants]
+        items = [_Item(self.k8s.Tenant(t.tenant).namespace) for t in tenants]
         self.run_batch(items, work, concurrency=self.concurrency)
         errors = [f"{i.key}: {i.error}" for i in items if i.error]
         return {"namespaces": len(items), "failed": len(errors), "errors": errors[:3]}

@@ -33,9 +33,12 @@ def add_extrapolations(rows, requested_ns, paths):
                 continue
             tenants = have[0]["tenants"]
             seconds = base["seconds"] / base["tenants"] * tenants
+            note = (f"EXTRAPOLATED linearly from the naive run at {base['tenants']} tenants"
+                    if tenants != base["tenants"] else
+                    f"NOT MEASURED at N={n}: the naive run at N={base['n']} (same {tenants} tenants)")
             out.append({"n": n, "phase": phase, "path": "naive", "tenants": tenants, "seconds": round(seconds, 1),
                         "per_tenant_ms": base["per_tenant_ms"], "extrapolated_from": base["tenants"],
-                        "note": f"EXTRAPOLATED linearly from the naive run at {base['tenants']} tenants"})
+                        "note": note})
     return out
 
 

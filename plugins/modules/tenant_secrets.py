@@ -110,6 +110,9 @@ values:
   description:
     - The value each of the tenant's Secrets holds after the run (or would, in check mode), including Secrets the
       run did not touch (for example C(storage)). Secret material.
+    - A value the caller passed in O(values) comes back masked, because Ansible hides every C(no_log)
+      input wherever it appears in a result; the caller already holds it. Generated and existing values come back
+      as they are, for the next tasks (register the result with C(no_log) on the task).
   returned: single form
   type: dict
 actions:
