@@ -71,6 +71,13 @@ def test_tenant_remove_without_confirmation_changes_nothing(fleet_dir, run_modul
     assert all(c["ready"] for c in info["clusters"])
 
 
+def clusters_healthy(kube_client, namespace):
+    from kubernetes import client
+    items = client.CustomObjectsApi(kube_client).list_namespaced_custom_object(
+        "goharbor.io", "v1beta1", namespace, "harborclusters")["items"]
+    return all((obj.get("status") or {}).get("status") == "healthy" for obj in items)
+
+
 def test_upgrade_stops_at_the_first_unhealthy_batch(fleet_dir, kube_client, run_module, lab_env):
     from kubernetes import client
     core = client.CoreV1Api(kube_client)
@@ -93,13 +100,8 @@ def test_upgrade_stops_at_the_first_unhealthy_batch(fleet_dir, kube_client, run_
     finally:
         core.patch_namespaced_secret("up-b-database", "harbor-up-b", {"data": saved})
         # leave the fleet as the other tests expect it: up-b healthy again once the reconciler retries
-        custom = client.CustomObjectsApi(kube_client)
-
-        def up_b_healthy():
-            items = custom.list_namespaced_custom_object("goharbor.io", "v1beta1", "harbor-up-b",
-                                                         "harborclusters")["items"]
-            return all((obj.get("status") or {}).get("status") == "healthy" for obj in items)
-        assert wait_for(up_b_healthy, timeout=180, interval=1), "up-b did not recover after its Secret was restored"
+        assert wait_for(lambda: clusters_healthy(kube_client, "harbor-up-b"), timeout=180, interval=1), \
+            "up-b did not recover after its Secret was restored"
 
 
 def inventory(path, *args):
