@@ -10,7 +10,7 @@ A fleet file (YAML) holds what people edit::
     tiers:
       postgres: [{name: pg-a, host: ..., port: 5432, capacity: 400, regions: [eu]}]
       sentinel_groups: [{name: sg-a, sentinels: ["10.0.0.1:26379", ...], capacity: 120, redis_hosts: [...]}]
-      s3: [{name: s3-eu, endpoint: https://..., region: eu-west-1, bucket_prefix: corp-harbor-}]
+      s3: [{name: s3-eu, endpoint: https://..., region: eu-west-1, bucket_prefix: corp-harbor-, wait_timeout: 60}]
     tenants:
       - {id: acme, plan: large, external_url: https://registry.acme.example}
       - {id: globex, placement: {postgres: pg-b}}        # pinned by hand

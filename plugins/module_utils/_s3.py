@@ -1161,7 +1161,10 @@ class BucketBackend:
     # ----------------------------------------------------------------- eventual consistency
 
     def wait_until(self, visible, what):
-        """Re-read until a write is visible, for at most ``wait_timeout`` seconds of the monotonic clock."""
+        """Re-read until a write is visible, for at most ``wait_timeout`` seconds of the monotonic clock; with 0 the
+        store is trusted to be read-after-write consistent and nothing is re-read."""
+        if not self.wait_timeout:
+            return
         deadline = self._clock() + self.wait_timeout
         delay = 0.1
         while True:

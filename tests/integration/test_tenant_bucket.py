@@ -342,6 +342,36 @@ def test_a_no_op_rerun_makes_only_the_needed_calls(run_module, lab_env, unique, 
     assert dict(conn.calls) == expected
 
 
+@pytest.mark.parametrize("wait_timeout", [60, 0])
+def test_wait_timeout_zero_trusts_the_writes(lab_env, s3_admin, unique, tenants, wait_timeout):
+    """On a read-after-write consistent store, wait_timeout 0 makes the same buckets without reading them back."""
+    from ansible_collections.harborfleet.fleet.plugins.module_utils import _s3
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import apply_plan
+    ids = [f"w{wait_timeout}-{i}-{unique}" for i in range(3)]
+    tenants.extend(ids)
+    params = connection(lab_env, versioning="enabled", tags={"a": "b"})
+    conn = _s3.S3Connection(dict(params, retry_mode="standard", max_attempts=3), concurrency=4)
+    backend = _s3.BucketBackend(conn, concurrency=4, wait_timeout=wait_timeout)
+    specs = [_s3.BucketSpec(dict(params, tenant=t, purge_tags=True), "present") for t in ids]
+    state = backend.read(specs)
+    reads = dict(conn.calls)
+    for spec in specs:
+        apply_plan(backend.plan(spec, state[spec.key]), None)
+    writes = {"s3:CreateBucket": 3, "s3:PutBucketVersioning": 3, "s3:PutBucketTagging": 3}
+    after_reads = {call: n - reads.get(call, 0) for call, n in conn.calls.items() if n - reads.get(call, 0)}
+    if wait_timeout:
+        assert after_reads == dict(writes, **{"s3:HeadBucket": 3, "s3:GetBucketVersioning": 3,
+                                              "s3:GetBucketTagging": 3}), after_reads
+    else:
+        assert after_reads == writes, after_reads
+    for tenant in ids:
+        bucket = f"harbor-{tenant}"
+        assert s3_admin.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+        assert s3_admin.get_bucket_tagging(Bucket=bucket)["TagSet"] == [{"Key": "a", "Value": "b"}]
+    state = backend.read(specs)
+    assert all(not backend.plan(spec, state[spec.key]).changes for spec in specs)
+
+
 # --------------------------------------------------------------------------- secrets in output
 
 def test_no_secret_in_output_at_vvvv(run_module, lab_env, unique, tenants, tmp_path):

@@ -541,6 +541,16 @@ def test_writes_wait_until_the_store_shows_them():
     assert store.calls.count("get_tags") == 1 + 3  # the read, then two stale re-reads and the visible one
 
 
+def test_wait_timeout_zero_reads_nothing_back():
+    store = FakeStore(lag=2)
+    backend = backend_for(store, wait_timeout=0)
+    converge(backend, [spec(versioning="enabled")])
+    store.calls.clear()
+    (plan,) = converge(backend, [spec(tags={"a": "b"})])
+    assert plan.changes
+    assert store.calls.count("get_tags") == 1  # the read before planning only
+
+
 def test_a_write_that_never_shows_fails_with_a_clear_message():
     store = FakeStore(lag=10 ** 6)
     backend = backend_for(store, wait_timeout=2)
