@@ -78,9 +78,9 @@ demo: lab-up ## set up, start the lab, deploy the 3-tenant lab fleet, print its 
 	ansible-playbook -i inventories/lab playbooks/deploy_fleet.yml
 	ansible-playbook -i inventories/lab playbooks/fleet_status.yml
 
-bench: lab-up ## the fleet benchmark (N=10,100,1000 PHASES=provision,noop,credentials PATHS=naive,fleet,floor NAIVE_MAX=100)
+bench: lab-up ## the fleet benchmark (N=10,100,1000 PHASES=provision,noop,credentials PATHS=naive,fleet,floor NAIVE_MAX=100 BENCH_ARGS=...)
 	@$(PY) benchmarks/bench.py --n "$(N)" $(if $(PHASES),--phases "$(PHASES)") $(if $(PATHS),--paths "$(PATHS)") \
-	  $(if $(NAIVE_MAX),--naive-max "$(NAIVE_MAX)")
+	  $(if $(NAIVE_MAX),--naive-max "$(NAIVE_MAX)") $(BENCH_ARGS)
 
 bench-smoke: collection ## the benchmark at N=10 against the running lab: it runs to the end (no time is asserted)
 	@$(PY) benchmarks/bench.py --n 10 --credentials-max 10 --results $(BUILD)/bench-smoke

@@ -70,6 +70,8 @@ def parse_args(argv):
                         help="PostgreSQL connections of the floor and concurrency of tenant_database (fleet path)")
     parser.add_argument("--pg-strategy", choices=["wal_log", "file_copy"], default=None,
                         help="CREATE DATABASE STRATEGY for every path (default: the server's)")
+    parser.add_argument("--s3-wait-timeout", type=int, default=60,
+                        help="tenant_bucket's wait_timeout in both Ansible paths (0: no read-back after writes)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds per N and path")
     parser.add_argument("--port-base", type=int, default=20000, help="first port of the benchmark's Redis tier")
     parser.add_argument("--results", default=os.path.join(BENCH, "results"), help="where results are written")
@@ -267,7 +269,10 @@ class Bench:
                      f"{machine.get('postgresql')}, Redis {machine.get('redis')}")
         markdown = "\n".join([
             f"# Fleet benchmark {self.run_id} ({started:%Y-%m-%d %H:%M} UTC)", "", f"Machine: {described}.", "",
-            f"Redis tier: {redis.get('note', '')}.", "", report.table(rows), "", "Seconds per tier:", "",
+            f"Redis tier: {redis.get('note', '')}.", "",
+            f"S3: tenant_bucket wait_timeout {args.s3_wait_timeout}"
+            + (" (no read-back after writes)." if not args.s3_wait_timeout else " (every write read back)."), "",
+            report.table(rows), "", "Seconds per tier:", "",
             report.tier_table(rows), "", "Targets:", ""] + (document["targets"] or ["- (not measured at N=1000)"])
             + ([""] + [f"ERROR: {e}" for e in self.errors] if self.errors else [])) + "\n"
         svg = report.svg_plot(rows, "harborfleet.fleet benchmark: wall time against tenants",

@@ -30,6 +30,7 @@ def lab_vars(env, options):
         "bench_concurrency": options.concurrency,
         "bench_pg_concurrency": options.pg_connections,
         "bench_pg_strategy": options.pg_strategy or "",
+        "bench_s3_wait_timeout": options.s3_wait_timeout,
         "bench_harbor_class": HARBOR_CLASS,
         "bench_harbor_version": HARBOR_VERSION,
     }
