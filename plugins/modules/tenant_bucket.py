@@ -22,8 +22,8 @@ description:
     managing k settings makes 1 + N*k calls (lifecycle counts once; below 8 tenants N*(1+k)).
   - After every write the setting is read back until it is visible (at most O(wait_timeout) seconds), so a run
     that returns has converged even on eventually consistent stores. On a store that is read-after-write
-    consistent for bucket settings and IAM (SeaweedFS, for one), O(wait_timeout=0) skips
-    those re-reads and halves the calls a new bucket costs.
+    consistent for bucket settings and IAM (SeaweedFS, for one), O(wait_timeout=0) skips those re-reads and
+    halves the calls a new bucket costs.
   - With O(state=absent) the bucket is deleted only when empty, unless O(force=true); the tenant's IAM user, its
     keys and inline policies are deleted too.
 author:
