@@ -22,8 +22,11 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, ".build", "collections"))
+sys.path.insert(0, os.path.join(ROOT, "lab"))
 
 import redis  # noqa: E402  pylint: disable=wrong-import-position
+
+import lab  # noqa: E402  pylint: disable=wrong-import-position
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils import _redis as rd  # noqa: E402
 from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import apply_plan, run_batch  # noqa: E402
@@ -66,21 +69,12 @@ class Processes:
         self.children.append(proc)
         return proc
 
-    def stop(self, proc):
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+    @staticmethod
+    def stop(proc):
+        lab.stop_children([proc])
 
     def stop_all(self):
-        for proc in self.children:  # signal all first, then reap: shutting down one by one is slow
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in self.children:
-            self.stop(proc)
+        lab.stop_children(self.children)
 
 
 def wait_port(port, timeout=10):

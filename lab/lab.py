@@ -145,6 +145,20 @@ def stop_pid(pid, name, timeout=15):
         os.kill(pid, signal.SIGKILL)
 
 
+def stop_children(procs, timeout=10):
+    """Stop processes this program started itself (``subprocess.Popen``), by PID: every running one gets SIGTERM
+    first (shutting them down one by one is slow), then each is reaped, with SIGKILL after ``timeout`` seconds."""
+    running = [proc for proc in procs if proc is not None and proc.poll() is None]
+    for proc in running:
+        os.kill(proc.pid, signal.SIGTERM)
+    for proc in running:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def free_port(used):
     for port in TENANT_REDIS_PORTS:
         if port not in used and not port_open(port):

@@ -15,6 +15,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)
 ROOT = os.path.dirname(BENCH)
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
+if os.path.join(ROOT, "lab") not in sys.path:
+    sys.path.insert(0, os.path.join(ROOT, "lab"))  # lab/lab.py: the lab's own process helpers
 LAB_DIR = os.environ.get("HARBORFLEET_LAB_DIR", os.path.join(ROOT, ".lab"))
 ANSIBLE_DIR = os.path.join(BENCH, "plays")
 LOOPBACK = "127.0.0.1"

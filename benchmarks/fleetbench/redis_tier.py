@@ -9,12 +9,13 @@ says so). Every process is a child of the benchmark, in its own temporary direct
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
 
 from .common import LOOPBACK, BenchError, password, port_open
+
+import lab  # lab/lab.py, put on the path by .common  # pylint: disable=wrong-import-order
 
 SENTINELS_PER_GROUP = 3
 
@@ -129,15 +130,7 @@ class RedisTier:
 
     def stop(self):
         """Stop every process this tier started, by PID (all signalled first, then reaped), and delete its files."""
-        for proc in self.children:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in self.children:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        lab.stop_children(self.children, timeout=15)
         self.children = []
         if self.home:
             shutil.rmtree(self.home, ignore_errors=True)

@@ -11,6 +11,8 @@ import pytest
 import redis
 from redis.sentinel import Sentinel
 
+from conftest import lab_module
+
 MODULE = "sentinel_master"
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "output", "sentinel_master.json")
 
@@ -120,14 +122,7 @@ class OwnSentinels(Group):
         wait_for(lambda: self.client(index).ping(), 10, f"sentinel {port} starting")
 
     def stop(self, index):
-        proc = self.procs[index]
-        if proc is not None and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
+        lab_module.stop_children([self.procs[index]])
         self.procs[index] = None
 
 
@@ -458,5 +453,4 @@ def test_tls_connection_to_the_sentinels(tmp_path, run_module, unique):
         assert plain.get("failed") is True and f"127.0.0.1:{port}" in plain["msg"]
         assert run_module(MODULE, dict(args, state="absent"))["changed"] is True
     finally:
-        proc.terminate()
-        proc.wait(10)
+        lab_module.stop_children([proc])
