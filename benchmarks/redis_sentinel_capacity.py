@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,21 +30,16 @@ import lab  # noqa: E402  pylint: disable=wrong-import-position
 from ansible_collections.harborfleet.fleet.plugins.module_utils import _redis as rd  # noqa: E402
 from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import apply_plan, run_batch  # noqa: E402
 
-LOOPBACK = "127.0.0.1"
+LOOPBACK = lab.LOOPBACK
 SENTINEL_PASSWORD = "benchSentinelPassw0rd"
 TENANT_PASSWORD = "benchTenantPassw0rdbenchTenantPassw0rd"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def port_free(port):
-    with socket.socket() as sock:
-        return sock.connect_ex((LOOPBACK, port)) != 0
-
-
 def free_ports(start, count, taken):
     ports, port = [], start
     while len(ports) < count:
-        if port not in taken and port_free(port):
+        if port not in taken and not lab.port_open(port):
             ports.append(port)
             taken.add(port)
         port += 1
@@ -80,7 +74,7 @@ class Processes:
 def wait_port(port, timeout=10):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not port_free(port):
+        if lab.port_open(port):
             return
         time.sleep(0.05)
     raise RuntimeError(f"port {port} did not open")

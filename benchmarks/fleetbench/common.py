@@ -4,9 +4,6 @@ import json
 import os
 import platform
 import resource
-import secrets
-import socket
-import string
 import subprocess
 import sys
 import time
@@ -16,11 +13,13 @@ BENCH = os.path.dirname(HERE)
 ROOT = os.path.dirname(BENCH)
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 if os.path.join(ROOT, "lab") not in sys.path:
-    sys.path.insert(0, os.path.join(ROOT, "lab"))  # lab/lab.py: the lab's own process helpers
+    sys.path.insert(0, os.path.join(ROOT, "lab"))  # lab/lab.py: the lab's own helpers
 LAB_DIR = os.environ.get("HARBORFLEET_LAB_DIR", os.path.join(ROOT, ".lab"))
 ANSIBLE_DIR = os.path.join(BENCH, "plays")
-LOOPBACK = "127.0.0.1"
-ALPHABET = string.ascii_letters + string.digits
+
+# pylint: disable-next=wrong-import-position
+from lab import LOOPBACK, port_open, url_safe_password  # noqa: E402,F401  (LOOPBACK, port_open: re-exported)
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # What every path converges for a tenant, besides its names (the object_storage role's bucket defaults).
@@ -37,13 +36,7 @@ class BenchError(Exception):
 
 
 def password(length=40):
-    return "".join(secrets.SystemRandom().choices(ALPHABET, k=length))
-
-
-def port_open(port, host=LOOPBACK):
-    with socket.socket() as sock:
-        sock.settimeout(0.3)
-        return sock.connect_ex((host, port)) == 0
+    return url_safe_password(length)
 
 
 def import_collection():
