@@ -23,22 +23,10 @@ def _modules():
 
 def _plans(backend, specs):
     """read → plan for every spec, as FleetModule.converge does it (without applying)."""
-    actual = backend.read(specs)
-    plans = []
-    for spec in specs:
-        try:
-            plans.append(backend.plan(spec, actual.get(spec.key)))
-        except Exception as exc:  # pylint: disable=broad-except
-            plans.append(_Failed(spec.key, str(exc)))
-    return plans
-
-
-class _Failed:
-    def __init__(self, key, error):
-        self.key = key
-        self.error = error
-        self.changes = []
-        self.changed = False
+    import_collection()
+    # pylint: disable-next=import-outside-toplevel
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import plan_all
+    return plan_all(backend, specs, backend.read(specs))
 
 
 def _summary(plans):

@@ -14,6 +14,8 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import TenantInputError
+
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 64
 
@@ -71,6 +73,23 @@ class Plan:
             out["skipped"] = True
         out.update(self.result)
         return out
+
+
+def plan_all(backend, specs, actual, describe=str):
+    """A plan per spec from ``backend.plan(spec, actual[key])``. A spec whose planning raises gets a failed plan
+    carrying ``describe(exc)`` (and, in ``result["field"]``, the option a ``TenantInputError`` names), so one bad
+    tenant never stops the others from being planned."""
+    plans = []
+    for spec in specs:
+        try:
+            plans.append(backend.plan(spec, actual.get(spec.key)))
+        except Exception as exc:  # pylint: disable=broad-except
+            plan = Plan(spec.key, record_key=getattr(backend, "record_key", "calls"))
+            plan.error = describe(exc)
+            if isinstance(exc, TenantInputError):
+                plan.result["field"] = exc.field
+            plans.append(plan)
+    return plans
 
 
 class _WorkerResources:

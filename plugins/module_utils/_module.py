@@ -22,7 +22,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import (
-    DEFAULT_CONCURRENCY, MAX_CONCURRENCY, Plan, apply_plan, run_batch)
+    DEFAULT_CONCURRENCY, MAX_CONCURRENCY, apply_plan, plan_all, run_batch)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import TenantInputError
 
 
@@ -150,17 +150,7 @@ class FleetModule:
         ``finalize(plan, resource)`` runs after a real apply for every tenant that did not fail (e.g. a wait).
         """
         describe = getattr(backend, "describe_error", describe_exception)
-        actual = self.guard(backend.read, specs)
-        plans = []
-        for spec in specs:
-            try:
-                plans.append(backend.plan(spec, actual.get(spec.key)))
-            except Exception as exc:  # pylint: disable=broad-except
-                plan = Plan(spec.key, record_key=getattr(backend, "record_key", "calls"))
-                plan.error = describe(exc)
-                if isinstance(exc, TenantInputError):
-                    plan.result["field"] = exc.field
-                plans.append(plan)
+        plans = plan_all(backend, specs, self.guard(backend.read, specs), describe)
         fail_fast = self.params["fail_fast"]
         runnable = [] if fail_fast and any(p.failed for p in plans) else [p for p in plans if not p.failed]
         if not self.check_mode and runnable:
