@@ -28,4 +28,10 @@ notes:
     with O(tenants)."
   - The list form returns RV(results) (one entry per tenant, in order), RV(failed_tenants) and RV(summary); the
     single form returns the same per-tenant fields at the top level.
+  - Bad input is refused before anything is changed, with a message naming the option and a C(field) key holding
+    its name. Errors in the call as a whole (a tenant listed twice, a per-tenant-only option at the top level, a
+    concurrency out of range, a malformed endpoint or connection option) and values that can be checked on their
+    own (an id, a name, a prefix, a number out of range) fail the task before any server is contacted. A value
+    that only the servers' state can rule out fails that tenant alone, before any of its changes, and the others
+    are converged unless O(fail_fast=true); its entry in RV(results) carries C(msg) and C(field).
 """
