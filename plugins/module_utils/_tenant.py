@@ -16,13 +16,15 @@ import secrets
 import string
 
 TENANT_ID_MAX = 40
-TENANT_ID_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+# Every pattern is used with ``fullmatch``: ``re.match`` with ``$`` would accept a trailing newline, which a
+# sentinel then writes into its config file (and refuses to start on).
+TENANT_ID_RE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 PG_IDENTIFIER_MAX = 63
-PG_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
-DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?$")
-BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-IPV4_RE = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
-MASTER_SET_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+PG_NAME_RE = re.compile(r"[a-z_][a-z0-9_]*")
+DNS_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?")
+BUCKET_RE = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+IPV4_RE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+MASTER_SET_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 # Harbor Operator database names, joined to the prefix with no separator (<prefix>core).
 CORE_DATABASES = ("core",)
@@ -41,11 +43,16 @@ class TenantInputError(ValueError):
 
 
 def validate_tenant_id(value, field="tenant"):
-    if not isinstance(value, str) or not value:
+    """The one id rule for modules, the inventory plugin and placement: a string (never a number), fully matching
+    the DNS-label pattern, with nothing after it (no trailing newline)."""
+    if value is None or value == "":
         raise TenantInputError(field, "a tenant id is required")
+    if not isinstance(value, str):
+        raise TenantInputError(field, f"a tenant id must be a string, not {type(value).__name__} ({value!r}): "
+                                      "quote it in YAML")
     if len(value) > TENANT_ID_MAX:
         raise TenantInputError(field, f"{value!r} is longer than {TENANT_ID_MAX} characters")
-    if not TENANT_ID_RE.match(value):
+    if not TENANT_ID_RE.fullmatch(value):
         raise TenantInputError(
             field, f"{value!r} is not a valid tenant id: use lowercase letters, digits and single hyphens, "
                    "starting with a letter and not ending with a hyphen")
@@ -60,14 +67,14 @@ def validate_db_prefix(value, field="prefix"):
     if len(value) > limit:
         raise TenantInputError(field, f"{value!r} is longer than {limit} characters "
                                       f"(<prefix>{LONGEST_DATABASE} must fit PostgreSQL's 63-byte limit)")
-    if not PG_NAME_RE.match(value):
+    if not PG_NAME_RE.fullmatch(value):
         raise TenantInputError(field, f"{value!r} may only contain lowercase letters, digits and '_', "
                                       "and must not start with a digit")
     return value
 
 
 def validate_pg_name(value, field):
-    if not isinstance(value, str) or not value or len(value) > PG_IDENTIFIER_MAX or not PG_NAME_RE.match(value):
+    if not isinstance(value, str) or not value or len(value) > PG_IDENTIFIER_MAX or not PG_NAME_RE.fullmatch(value):
         raise TenantInputError(field, f"{value!r} is not a valid PostgreSQL name: lowercase letters, digits and "
                                       f"'_', not starting with a digit, at most {PG_IDENTIFIER_MAX} characters")
     return value
@@ -76,12 +83,12 @@ def validate_pg_name(value, field):
 def validate_bucket_name(value, field="bucket"):
     """S3 bucket naming rules for DNS-compatible (virtual-host addressable) buckets."""
     problem = None
-    if not isinstance(value, str) or not BUCKET_RE.match(value or ""):
+    if not isinstance(value, str) or not BUCKET_RE.fullmatch(value or ""):
         problem = ("must be 3-63 characters of lowercase letters, digits, '.' and '-', "
                    "beginning and ending with a letter or digit")
     elif ".." in value or ".-" in value or "-." in value:
         problem = "must not contain '..', '.-' or '-.'"
-    elif IPV4_RE.match(value):
+    elif IPV4_RE.fullmatch(value):
         problem = "must not look like an IP address"
     elif value.startswith(("xn--", "sthree-", "amzn-s3-demo-")) or value.endswith(("-s3alias", "--ol-s3", "--x-s3")):
         problem = "uses a prefix or suffix S3 reserves"
@@ -91,14 +98,14 @@ def validate_bucket_name(value, field="bucket"):
 
 
 def validate_dns_label(value, field):
-    if not isinstance(value, str) or len(value) > 63 or not DNS_LABEL_RE.match(value):
+    if not isinstance(value, str) or len(value) > 63 or not DNS_LABEL_RE.fullmatch(value):
         raise TenantInputError(field, f"{value!r} is not a valid DNS label (RFC 1123): lowercase letters, "
                                       "digits and '-', at most 63 characters")
     return value
 
 
 def validate_master_set(value, field="master_set"):
-    if not isinstance(value, str) or not MASTER_SET_RE.match(value):
+    if not isinstance(value, str) or not MASTER_SET_RE.fullmatch(value):
         raise TenantInputError(field, f"{value!r} is not a valid master set name: letters, digits, '.', '_' "
                                       "and '-', at most 100 characters")
     return value

@@ -3,7 +3,7 @@ import pytest
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     Tenant, TenantInputError, generate_password, is_url_safe_password, validate_bucket_name, validate_db_prefix,
-    validate_tenant_id)
+    validate_dns_label, validate_master_set, validate_pg_name, validate_tenant_id)
 
 
 def test_every_name_comes_from_the_id():
@@ -87,3 +87,22 @@ def test_generated_passwords_are_url_safe_and_distinct():
     assert len(passwords) == 50
     assert all(len(p) == 40 and is_url_safe_password(p) for p in passwords)
     assert not is_url_safe_password("p@ss#word")
+
+
+@pytest.mark.parametrize("check, value", [
+    (validate_tenant_id, "acme\n"), (validate_tenant_id, "acme\r\n"), (validate_tenant_id, "\nacme"),
+    (validate_master_set, "harbor-acme\n"), (validate_bucket_name, "harbor-acme\n"),
+    (lambda v: validate_pg_name(v, "role"), "harbor_acme\n"), (validate_db_prefix, "acme_\n"),
+    (lambda v: validate_dns_label(v, "name"), "pg-a\n"),
+])
+def test_a_trailing_newline_is_never_part_of_a_name(check, value):
+    # re.match with "$" accepts a final newline; a sentinel given "harbor-acme\n" corrupts its config file.
+    with pytest.raises(TenantInputError):
+        check(value)
+
+
+@pytest.mark.parametrize("value", [123, 1.5, True, ["acme"], {"id": "acme"}])
+def test_ids_must_be_strings(value):
+    with pytest.raises(TenantInputError, match="must be a string") as info:
+        validate_tenant_id(value, field="tenants[0].id")
+    assert info.value.field == "tenants[0].id"
