@@ -49,6 +49,7 @@ class Plan:
         self.result = {}
         self.error = None
         self.skipped = False
+        self.applied = 0
 
     def add(self, action, apply, record=None):
         self.changes.append(Change(action, apply, record))
@@ -61,11 +62,22 @@ class Plan:
     def failed(self):
         return self.error is not None
 
+    @property
+    def reported_changed(self):
+        """What ``changed`` says: the planned changes (check mode, success), or, for a tenant that failed or was
+        never attempted, whether any of its changes was made before it stopped."""
+        return self.applied > 0 if self.failed else self.changed
+
+    def skip(self, reason):
+        """Never attempted (``fail_fast``): reported as failed with ``reason``, and as not changed."""
+        self.skipped = True
+        self.error = reason
+
     def diff(self):
         return {"before_header": self.key, "after_header": self.key, "before": self.before, "after": self.after}
 
     def as_result(self):
-        out = {"tenant": self.key, "changed": self.changed, "failed": self.failed,
+        out = {"tenant": self.key, "changed": self.reported_changed, "failed": self.failed,
                "actions": [c.action for c in self.changes], self.record_key: [c.record for c in self.changes]}
         if self.failed:
             out["msg"] = self.error
@@ -165,3 +177,4 @@ def apply_plan(plan, resource):
     """The usual ``work`` for ``run_batch``: execute a plan's changes in order."""
     for change in plan.changes:
         change.apply(resource)
+        plan.applied += 1

@@ -152,7 +152,12 @@ class FleetModule:
         describe = getattr(backend, "describe_error", describe_exception)
         plans = plan_all(backend, specs, self.guard(backend.read, specs), describe)
         fail_fast = self.params["fail_fast"]
-        runnable = [] if fail_fast and any(p.failed for p in plans) else [p for p in plans if not p.failed]
+        runnable = [p for p in plans if not p.failed]
+        if fail_fast and len(runnable) < len(plans):
+            first = next(p.key for p in plans if p.failed)
+            for plan in runnable:
+                plan.skip(f"not attempted: tenant {first} could not be planned and fail_fast is set")
+            runnable = []
         if not self.check_mode and runnable:
             def work(plan, resource):
                 apply_plan(plan, resource)
@@ -168,7 +173,7 @@ class FleetModule:
     def finish(self, plans):
         """exit_json/fail_json for a list of plans, shaped for the single or the list form."""
         diff_requested = self.module._diff  # pylint: disable=protected-access
-        changed = any(p.changed and not p.skipped for p in plans)
+        changed = any(p.reported_changed for p in plans)
         if not self.is_list_form:
             plan = plans[0]
             result = plan.as_result()
@@ -180,9 +185,15 @@ class FleetModule:
                 self.module.fail_json(msg=plan.error, **result)
             self.module.exit_json(**result)
         failed = [p.key for p in plans if p.failed]
+        results = [p.as_result() for p in plans]
+        if self.module.no_log:
+            # Ansible hides a no_log task's result but shows its ``results`` list item by item, as if it came from
+            # a loop, unless each item says it is no_log too.
+            for item in results:
+                item["_ansible_no_log"] = True
         result = dict(
             changed=changed,
-            results=[p.as_result() for p in plans],
+            results=results,
             failed_tenants=failed,
             summary=dict(total=len(plans), changed=sum(1 for p in plans if p.changed and not p.failed),
                          failed=len(failed), skipped=sum(1 for p in plans if p.skipped)),

@@ -103,10 +103,36 @@ def test_list_form_reports_failures_at_the_end(capsys):
     assert by_tenant["unplannable"]["msg"] == "cannot plan this one"
 
 
-def test_fail_fast_with_a_planning_failure_changes_nothing(capsys):
+def test_fail_fast_with_a_planning_failure_changes_nothing_and_says_so(capsys):
     backend = FakeBackend({})
     result = run({"fail_fast": True, "tenants": [{"tenant": "a"}, {"tenant": "unplannable"}]}, backend, capsys)
     assert result["failed"] is True and backend.applied == []
+    assert result["changed"] is False and result["summary"]["changed"] == 0
+    first = result["results"][0]
+    assert first["changed"] is False and first["skipped"] is True and "fail_fast" in first["msg"]
+
+
+def test_a_tenant_that_fails_part_way_reports_what_it_changed(capsys):
+    class Backend(FakeBackend):
+        def plan(self, spec, actual):
+            plan = Plan(spec.key)
+            plan.add("first step", lambda _r: None)
+            if spec.key == "half":
+                plan.add("second step", lambda _r: (_ for _ in ()).throw(FleetError("second step refused")))
+            return plan
+
+    result = run({"tenants": [{"tenant": "half"}]}, Backend({}), capsys)
+    assert result["results"][0]["failed"] is True and result["results"][0]["changed"] is True
+    result = run({"tenant": "nothing"}, FakeBackend({"nothing": 1}), capsys)
+    assert result["changed"] is False
+
+
+def test_a_no_log_task_keeps_its_results_items_hidden(capsys):
+    # Ansible shows a censored result's `results` list item by item unless each item is marked no_log itself.
+    result = run({"_ansible_no_log": True, "tenants": [{"tenant": "a"}]}, FakeBackend({}), capsys)
+    assert all(item["_ansible_no_log"] is True for item in result["results"])
+    result = run({"tenants": [{"tenant": "a"}]}, FakeBackend({}), capsys)
+    assert "_ansible_no_log" not in result["results"][0]
 
 
 def test_per_tenant_only_options_are_refused_at_the_top_level(capsys):
@@ -120,6 +146,9 @@ def test_duplicate_and_invalid_ids_fail_before_anything(capsys):
     assert "listed more than once" in result["msg"]
     result = run_expecting_exit({"tenant": "Robert'); DROP TABLE tenants;--"}, capsys)
     assert result["field"] == "tenant" and "not a valid tenant id" in result["msg"]
+    result = run_expecting_exit({"tenant": "acme\n"}, capsys)
+    assert result["field"] == "tenant" and "not a valid tenant id" in result["msg"]
+    assert "changed" not in result or result["changed"] is False
 
 
 def test_secrets_are_masked_in_results(capsys):
