@@ -16,6 +16,7 @@ import datetime
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import subprocess
 
@@ -96,6 +97,151 @@ def describe_error(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
+# --------------------------------------------------------------------------- backups
+
+BACKUP_FILE = "{tenant}/{database}-{timestamp}.dump"
+TIMESTAMP_RE = re.compile(r"[A-Za-z0-9_.:-]{1,40}")
+
+
+def backup_timestamp():
+    """One timestamp for a whole run (pass it on, never compute it twice)."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def check_backup_file(template):
+    try:
+        template.format(tenant="t", database="d", timestamp="0")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise TenantInputError("backup_file", f"bad template {template!r}: only {{tenant}}, {{database}} and "
+                                              f"{{timestamp}} may be used ({exc})") from None
+    if os.path.isabs(template) or ".." in template.split("/"):
+        raise TenantInputError("backup_file", f"{template!r} must stay inside backup_dir (relative, no '..')")
+    return template
+
+
+def check_timestamp(value):
+    """A timestamp becomes part of file names: letters, digits, '-', '_', '.', ':' only."""
+    if not isinstance(value, str) or not TIMESTAMP_RE.fullmatch(value):
+        raise TenantInputError("timestamp", f"{value!r} must be 1-40 letters, digits, '-', '_', '.' or ':'")
+    return value
+
+
+def _private_dirs(root, path):
+    """Create the directories from ``root`` down to ``path``'s parent as 0700, tightening existing ones."""
+    directory = os.path.dirname(path)
+    chain = [root]
+    relative = os.path.relpath(directory, root)
+    if relative != ".":
+        for part in relative.split(os.sep):
+            chain.append(os.path.join(chain[-1], part))
+    for folder in chain:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        os.chmod(folder, 0o700)
+
+
+def dump_database(params, database, path, root, pg_dump="pg_dump", pg_restore="pg_restore"):
+    """``pg_dump --format=custom`` of one database to ``path`` (under ``root``), verified before it counts.
+
+    The file is created 0600 by this process before pg_dump writes a byte into it (so it is never readable by
+    others), filled under a ``.partial`` name, checked to be non-empty and readable by ``pg_restore --list``, and
+    only then renamed into place. The admin password goes to pg_dump in its environment, never on a command line.
+    Returns {database, path, size, entries}.
+    """
+    conn = connection_params(params)
+    env = dict(os.environ, PGHOST=conn["host"], PGPORT=str(conn["port"]), PGUSER=conn["user"],
+               PGDATABASE=database, PGSSLMODE=conn["sslmode"], PGCONNECT_TIMEOUT=str(conn["connect_timeout"]))
+    env.pop("PGPASSWORD", None)
+    if conn.get("password"):
+        env["PGPASSWORD"] = conn["password"]
+    if conn.get("sslrootcert"):
+        env["PGSSLROOTCERT"] = conn["sslrootcert"]
+    _private_dirs(root, path)
+    partial = path + ".partial"
+    if os.path.lexists(partial):
+        os.unlink(partial)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                result = subprocess.run([pg_dump, "--format=custom", "--no-password"], env=env, stdout=handle,
+                                        stderr=subprocess.PIPE, check=False)
+        except OSError as exc:
+            raise FleetError(f"backup of {database} failed: cannot run {pg_dump}: {exc}") from None
+        if result.returncode != 0:
+            raise FleetError(f"backup of {database} failed: {result.stderr.decode(errors='replace').strip()}")
+        size = os.path.getsize(partial)
+        if size == 0:
+            raise FleetError(f"backup of {database} failed: {pg_dump} wrote an empty file")
+        try:
+            listing = subprocess.run([pg_restore, "--list", partial], capture_output=True, check=False)
+        except OSError as exc:
+            raise FleetError(f"backup of {database} cannot be verified: cannot run {pg_restore}: {exc}") from None
+        if listing.returncode != 0:
+            raise FleetError(f"backup of {database} failed verification (pg_restore --list): "
+                             f"{listing.stderr.decode(errors='replace').strip()}")
+        entries = sum(1 for line in listing.stdout.decode(errors="replace").splitlines()
+                      if line and not line.startswith(";"))
+        os.replace(partial, path)
+    finally:
+        if os.path.lexists(partial):
+            os.unlink(partial)
+    return {"database": database, "path": path, "size": size, "entries": entries}
+
+
+class BackupSpec:
+    """One tenant's backup: its databases (by the tenant model, or its prefix) and where each dump goes."""
+
+    def __init__(self, params, backup_dir, backup_file, timestamp):
+        self.tenant = Tenant(params["tenant"])
+        self.key = self.tenant.id
+        self.prefix = validate_db_prefix(params.get("prefix") or self.tenant.db_prefix, "prefix")
+        self.databases = self.tenant.databases(bool(params.get("notary")), self.prefix)
+        self.paths = {name: os.path.join(backup_dir, backup_file.format(tenant=self.tenant.id, database=name,
+                                                                         timestamp=timestamp))
+                      for name in self.databases}
+
+
+class BackupBackend:
+    """read → plan → apply for tenant backups: one query for which databases exist, one dump per database."""
+
+    record_key = "calls"
+    describe_error = staticmethod(describe_error)
+
+    def __init__(self, params, backup_dir, pg_dump="pg_dump", pg_restore="pg_restore"):
+        self.params = params
+        self.backup_dir = backup_dir
+        self.pg_dump = pg_dump
+        self.pg_restore = pg_restore
+
+    def read(self, specs):
+        conn = connect(self.params)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT datname FROM pg_catalog.pg_database WHERE datname = ANY(%s)",
+                            ([name for spec in specs for name in spec.databases],))
+                existing = {row[0] for row in cur.fetchall()}
+        finally:
+            conn.close()
+        return {spec.key: existing for spec in specs}
+
+    def plan(self, spec, existing):
+        plan = Plan(spec.key, record_key=self.record_key)
+        plan.result["backups"] = []
+        plan.result["missing"] = [name for name in spec.databases if name not in existing]
+        for name in spec.databases:
+            if name not in existing:
+                continue
+            path = spec.paths[name]
+            plan.after.setdefault("backups", []).append(path)
+
+            def dump(_resource, name=name, path=path):
+                plan.result["backups"].append(
+                    dump_database(self.params, name, path, self.backup_dir, self.pg_dump, self.pg_restore))
+
+            plan.add(f"back up {name} to {path}", dump, f"pg_dump --format=custom {name} > {path}")
+        return plan
+
+
 # --------------------------------------------------------------------------- SCRAM-SHA-256
 
 def _b64(data):
@@ -171,15 +317,9 @@ class TenantDatabaseSpec:
         self.comment = params.get("comment") or f"harborfleet tenant {self.tenant.id}"
         self.allow_drop = bool(params.get("allow_drop"))
         self.backup_dir = params.get("backup_dir")
-        self.backup_file = params.get("backup_file") or "{tenant}-{database}-{timestamp}.dump"
+        self.backup_file = check_backup_file(params.get("backup_file") or BACKUP_FILE)
         if state == "present" and self.password is not None and not self.password:
             raise TenantInputError("password", "must not be empty")
-        if self.backup_dir:
-            try:
-                self.backup_file.format(tenant="t", database="d", timestamp="0")
-            except (KeyError, IndexError, ValueError) as exc:
-                raise TenantInputError("backup_file", f"bad template {self.backup_file!r}: only {{tenant}}, "
-                                                      f"{{database}} and {{timestamp}} may be used ({exc})") from None
 
     def desired_role(self):
         role = {name: flag[1] for name, flag in ROLE_FLAGS.items()}
@@ -245,10 +385,12 @@ class DatabaseBackend:
 
     record_key = "queries"
 
-    def __init__(self, params, check_mode=False, pg_dump="pg_dump", register_secret=None):
+    def __init__(self, params, check_mode=False, pg_dump="pg_dump", register_secret=None, pg_restore="pg_restore"):
         self.params = params
         self.check_mode = check_mode
         self.pg_dump = pg_dump
+        self.pg_restore = pg_restore
+        self.timestamp = backup_timestamp()  # one per call: every dump of a run carries the same stamp
         self.register_secret = register_secret or (lambda value: None)
         self._conn = None
 
@@ -451,14 +593,14 @@ class DatabaseBackend:
         if not spec.allow_drop:
             raise FleetError(f"refusing to drop {', '.join(existing + ([spec.role] if role_exists else []))} "
                              "of tenant " + spec.tenant.id + ": set allow_drop: true to drop a tenant's data")
-        timestamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         backups = []
         if spec.backup_dir:
             for name in existing:
                 path = os.path.join(spec.backup_dir, spec.backup_file.format(
-                    tenant=spec.tenant.id, database=name, timestamp=timestamp))
+                    tenant=spec.tenant.id, database=name, timestamp=self.timestamp))
                 backups.append(path)
-                plan.add(f"back up {name} to {path}", self._dump_action(name, path), f"pg_dump -Fc {name} > {path}")
+                plan.add(f"back up {name} to {path}", self._dump_action(name, path, spec.backup_dir),
+                         f"pg_dump --format=custom {name} > {path}")
         plan.result["backups"] = backups
         if existing:
             self._sql(plan, f"terminate sessions of tenant {spec.tenant.id}",
@@ -471,32 +613,12 @@ class DatabaseBackend:
         if role_exists:
             self._sql(plan, f"drop role {spec.role}", sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(spec.role)))
 
-    def _dump_action(self, database, path):
-        params = connection_params(self.params)
-
+    def _dump_action(self, database, path, root):
         def dump(_conn):
-            directory = os.path.dirname(path)
-            if directory:
-                os.makedirs(directory, mode=0o700, exist_ok=True)
-            env = dict(os.environ, PGHOST=params["host"], PGPORT=str(params["port"]), PGUSER=params["user"],
-                       PGDATABASE=database, PGSSLMODE=params["sslmode"], PGCONNECT_TIMEOUT=str(params["connect_timeout"]))
-            if params.get("password"):
-                env["PGPASSWORD"] = params["password"]
-            if params.get("sslrootcert"):
-                env["PGSSLROOTCERT"] = params["sslrootcert"]
-            partial = path + ".partial"
             try:
-                result = subprocess.run([self.pg_dump, "--format=custom", "--no-password", f"--file={partial}"],
-                                        env=env, capture_output=True, check=False)
-            except OSError as exc:
-                raise FleetError(f"backup of {database} failed, nothing dropped: cannot run {self.pg_dump}: {exc}") from None
-            if result.returncode != 0:
-                if os.path.exists(partial):
-                    os.unlink(partial)
-                raise FleetError(f"backup of {database} failed, nothing dropped: "
-                                 f"{result.stderr.decode(errors='replace').strip()}")
-            os.chmod(partial, 0o600)
-            os.replace(partial, path)
+                dump_database(self.params, database, path, root, self.pg_dump, self.pg_restore)
+            except FleetError as exc:
+                raise FleetError(f"{exc}; nothing dropped") from None
 
         return dump
 

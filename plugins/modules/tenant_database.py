@@ -160,17 +160,25 @@ options:
     default: false
   backup_dir:
     description:
-      - With O(state=absent), write a custom-format C(pg_dump) of each database here before dropping anything.
-      - Created with mode C(0700) if missing. A failed dump fails the tenant and drops nothing.
+      - With O(state=absent), write a custom-format C(pg_dump) of each database here before dropping anything,
+        as M(harborfleet.fleet.tenant_backup) does (files 0600 from the moment they exist, directories 0700,
+        each dump checked with C(pg_restore --list) before it counts).
+      - A failed or unverifiable dump fails the tenant and drops nothing.
     type: path
   backup_file:
-    description: File name template for backups; C({tenant}), C({database}) and C({timestamp}) are replaced.
+    description:
+      - File name template for backups, relative to O(backup_dir); C({tenant}), C({database}) and C({timestamp})
+        are replaced. Every dump of one module call carries the same timestamp.
     type: str
-    default: "{tenant}-{database}-{timestamp}.dump"
+    default: "{tenant}/{database}-{timestamp}.dump"
   pg_dump_path:
-    description: The C(pg_dump) executable, ideally of the server's major version.
+    description: The C(pg_dump) executable; its major version must be at least the server's.
     type: path
     default: pg_dump
+  pg_restore_path:
+    description: The C(pg_restore) executable that verifies each dump.
+    type: path
+    default: pg_restore
 """
 
 EXAMPLES = r"""
@@ -289,8 +297,9 @@ ARGUMENT_SPEC = dict(
     state=dict(type="str", default="present", choices=["present", "absent"]),
     allow_drop=dict(type="bool", default=False),
     backup_dir=dict(type="path"),
-    backup_file=dict(type="str", default="{tenant}-{database}-{timestamp}.dump"),
+    backup_file=dict(type="str", default=pg.BACKUP_FILE),
     pg_dump_path=dict(type="path", default="pg_dump"),
+    pg_restore_path=dict(type="path", default="pg_restore"),
 )
 
 
@@ -302,7 +311,7 @@ def main():
     specs = fm.guard(lambda: [pg.TenantDatabaseSpec(dict(item, **shared), params["state"])
                               for item in fm.tenant_params()])
     backend = pg.DatabaseBackend(params, check_mode=fm.check_mode, pg_dump=params["pg_dump_path"],
-                                 register_secret=fm.register_secret)
+                                 pg_restore=params["pg_restore_path"], register_secret=fm.register_secret)
     try:
         fm.converge(backend, specs)
     finally:

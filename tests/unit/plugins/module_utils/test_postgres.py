@@ -1,10 +1,12 @@
 """PostgreSQL backend pieces that need no server: SCRAM verifiers and spec validation."""
 import base64
 import hashlib
+import os
 
 import pytest
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils import _postgres as pg
+from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetError
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import TenantInputError
 
 
@@ -67,3 +69,54 @@ def test_describe_error_for_missing_privilege():
         pgerror = "ERROR:  permission denied to create role"
 
     assert "insufficient privilege: permission denied to create role" in pg.describe_error(FakePgError())
+
+
+def _script(path, body):
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+PARAMS = {"login_host": "127.0.0.1", "login_port": 5432, "login_user": "admin", "login_password": "adminpw",
+          "login_db": "postgres", "ssl_mode": "disable", "ca_cert": None, "connect_timeout": 5}
+
+
+def test_a_dump_is_private_from_its_first_byte_and_verified(tmp_path):
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres import dump_database
+    root = tmp_path / "backups"
+    root.mkdir(mode=0o755)
+    # The fake pg_dump records the mode of the file it is writing into, and that the password came by environment.
+    pg_dump = _script(tmp_path / "pg_dump", 'm=$(stat -L -c %a /proc/$$/fd/1); echo "$m" > "$0.mode"; '
+                                            'echo "$PGPASSWORD $*" > "$0.args"; printf PGDMP-data')
+    pg_restore = _script(tmp_path / "pg_restore", 'echo ";header"; echo "1; 0 0 TABLE public t owner"')
+    path = str(root / "acme" / "acme_core-STAMP.dump")
+    result = dump_database(PARAMS, "acme_core", path, str(root), pg_dump, pg_restore)
+    assert result == {"database": "acme_core", "path": path, "size": 10, "entries": 1}
+    assert (tmp_path / "pg_dump.mode").read_text().strip() == "600"
+    assert (tmp_path / "pg_dump.args").read_text().split() == ["adminpw", "--format=custom", "--no-password"]
+    assert oct(os.stat(path).st_mode)[-3:] == "600"
+    assert oct(root.stat().st_mode)[-3:] == "700" and oct((root / "acme").stat().st_mode)[-3:] == "700"
+    assert sorted(os.listdir(root / "acme")) == ["acme_core-STAMP.dump"]
+
+
+@pytest.mark.parametrize("dump_body, restore_body, message", [
+    ("echo 'connection refused' >&2; exit 1", "true", "connection refused"),
+    ("true", "true", "wrote an empty file"),
+    ("printf garbage", "echo 'input file does not appear to be a valid archive' >&2; exit 1", "failed verification"),
+])
+def test_a_dump_that_fails_or_does_not_verify_leaves_nothing(tmp_path, dump_body, restore_body, message):
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres import dump_database
+    pg_dump = _script(tmp_path / "pg_dump", dump_body)
+    pg_restore = _script(tmp_path / "pg_restore", restore_body)
+    root = tmp_path / "b"
+    with pytest.raises(FleetError, match=message):
+        dump_database(PARAMS, "acme_core", str(root / "acme" / "x.dump"), str(root), pg_dump, pg_restore)
+    assert os.listdir(root / "acme") == []
+
+
+@pytest.mark.parametrize("template", ["/etc/{tenant}.dump", "../{tenant}.dump", "{nope}.dump"])
+def test_backup_files_stay_inside_the_backup_dir(template):
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres import check_backup_file
+    with pytest.raises(TenantInputError) as info:
+        check_backup_file(template)
+    assert info.value.field == "backup_file"
