@@ -94,7 +94,7 @@ class CollectionOps:
                                             "values": {"cache": t.cache_password}}) for t in tenants]
             plans = _plans(backend, specs)
             out["secrets"] = _summary(plans)
-            values = {p.key: p.result.get("values", {}) for p in plans if not p.error}
+            values = k8s.read_tenant_passwords(kube, [p.key for p in plans if not p.error])
             cluster_specs = []
             for t in tenants:
                 own = values.get(t.tenant, {})

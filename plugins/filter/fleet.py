@@ -8,7 +8,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
-    FleetError, batches, new_storage_secrets, retired_keys, storage_keys)
+    FleetError, batches, retired_keys, storage_keys)
 
 
 def fleet_batches(tenants, kind, secrets=None, keys=None, versions=None):
@@ -25,13 +25,6 @@ def fleet_storage_keys(bucket_results):
         raise AnsibleFilterError(f"fleet_storage_keys: {exc}") from None
 
 
-def fleet_new_storage_secrets(bucket_results):
-    try:
-        return new_storage_secrets(bucket_results)
-    except (KeyError, TypeError) as exc:
-        raise AnsibleFilterError(f"fleet_new_storage_secrets: {exc}") from None
-
-
 def fleet_retired_keys(bucket_results):
     try:
         return retired_keys(bucket_results)
@@ -42,4 +35,4 @@ def fleet_retired_keys(bucket_results):
 class FilterModule:
     def filters(self):
         return {"fleet_batches": fleet_batches, "fleet_storage_keys": fleet_storage_keys,
-                "fleet_new_storage_secrets": fleet_new_storage_secrets, "fleet_retired_keys": fleet_retired_keys}
+                "fleet_retired_keys": fleet_retired_keys}

@@ -30,7 +30,7 @@ import os
 from urllib.parse import urlparse
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
-    Tenant, TenantInputError, validate_dns_label)
+    Tenant, TenantInputError, validate_dns_label, validate_tenant_id)
 
 PLACED_TIERS = ("postgres", "sentinel_groups")
 PLACEMENT_KEYS = {"postgres": "postgres", "sentinel_groups": "sentinel_group"}
@@ -60,7 +60,7 @@ class Fleet:
         self.plans = dict(data.get("plans") or {})
         self.tiers = {name: list((data.get("tiers") or {}).get(name) or []) for name in
                       ("postgres", "sentinel_groups", "s3", "kubernetes")}
-        self.recorded = {tid: dict(p) for tid, p in ((placement or {}).get("tenants") or {}).items()}
+        self.recorded = self._check_recorded(placement)
         self._check_tiers()
         self.tenants = self._check_tenants(data.get("tenants") or [])
 
@@ -82,6 +82,26 @@ class Fleet:
                         raise FleetError(f"{where}.capacity: must be a whole number >= 0")
                 if kind == "sentinel_groups" and not member.get("sentinels"):
                     raise FleetError(f"{where}.sentinels: a sentinel group needs at least one sentinel host:port")
+
+    @staticmethod
+    def _check_recorded(placement):
+        """The placement record: {tenants: {id: {postgres, sentinel_group, redis_port}}}, ids by the one id rule."""
+        if placement is None:
+            return {}
+        if not isinstance(placement, dict) or not isinstance(placement.get("tenants") or {}, dict):
+            raise FleetError("placement record: must be a mapping with 'tenants' mapping each tenant id to its "
+                             "placement")
+        recorded = {}
+        for tid, chosen in (placement.get("tenants") or {}).items():
+            try:
+                validate_tenant_id(tid, "placement record tenants key")
+            except TenantInputError as exc:
+                raise FleetError(str(exc)) from None
+            if not isinstance(chosen, dict):
+                raise FleetError(f"placement record tenants.{tid}: must be a mapping (postgres, sentinel_group, "
+                                 "redis_port)")
+            recorded[tid] = dict(chosen)
+        return recorded
 
     def _check_tenants(self, raw):
         if not isinstance(raw, list):
@@ -248,7 +268,7 @@ class Fleet:
 
 # --------------------------------------------------------------------------- from inventory hosts to module calls
 
-BATCH_KINDS = ("secrets", "database", "redis", "bucket", "cluster", "database_removal", "redis_removal")
+BATCH_KINDS = ("secrets", "database", "redis", "bucket", "cluster", "database_removal", "redis_removal", "backup")
 
 
 KUBERNETES = {"name": "kubernetes"}
@@ -282,7 +302,7 @@ def batches(tenants, kind, secrets=None, storage_keys=None, versions=None):
         plan = host.get("harbor_plan_settings") or {}
         member = {"database": host.get("harbor_postgres"), "redis": host.get("harbor_sentinel_group"),
                   "bucket": host.get("harbor_s3"), "cluster": KUBERNETES, "secrets": KUBERNETES,
-                  "database_removal": host.get("harbor_postgres"),
+                  "database_removal": host.get("harbor_postgres"), "backup": host.get("harbor_postgres"),
                   "redis_removal": host.get("harbor_sentinel_group")}[kind]
         if not member:
             raise FleetError(f"tenant {tid!r}: no {kind} tier member (check the fleet file's tiers)")
@@ -302,7 +322,7 @@ def batches(tenants, kind, secrets=None, storage_keys=None, versions=None):
             # No secret key stored for this tenant (first run, or its Secret was lost): a new key is created and
             # stored; keys whose secret nobody has are retired once Harbor runs on the new one.
             item["rotate_credentials"] = True
-        elif kind == "database_removal":  # what the drop needs: the names, no password
+        elif kind in ("database_removal", "backup"):  # what a dump or the drop needs: the names, no password
             item["notary"] = bool(host.get("harbor_notary"))
         elif kind == "redis_removal":
             item.update(port=host["harbor_placement"]["redis_port"], state="absent")
@@ -362,12 +382,6 @@ def storage_keys(bucket_results):
             raise FleetError(f"tenant {tid!r} has {len(result['access_keys'])} access keys and none was created "
                              "now: finish the key rotation (playbooks/rotate_credentials.yml) first")
     return keys
-
-
-def new_storage_secrets(bucket_results):
-    """tenant_secrets items that store the S3 secret keys a tenant_bucket run has just created."""
-    return [{"tenant": result["tenant"], "ensure": [], "values": {"storage": result["secret_access_key"]}}
-            for result in bucket_results if result.get("secret_access_key")]
 
 
 def retired_keys(bucket_results):

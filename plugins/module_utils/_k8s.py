@@ -23,6 +23,7 @@ import base64
 import copy
 import json
 import re
+import threading
 import time
 
 try:
@@ -45,7 +46,7 @@ try:
 except ImportError:  # pragma: no cover - urllib3 comes with kubernetes
     Urllib3Error = OSError
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import Plan, run_batch
+from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import Plan, apply_plan, run_batch
 from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetError
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     Tenant, TenantInputError, is_url_safe_password, validate_bucket_name, validate_db_prefix, validate_dns_label,
@@ -85,8 +86,8 @@ OPTION_OF_SPEC_FIELD = {"core": "token_issuer", "expose": "expose", "database": 
                         "imageSource": "image_source", "logLevel": "log_level", "externalURL": "external_url",
                         "version": "version", "harborAdminPasswordRef": "admin_password"}
 REPLICA_COMPONENTS = ("core", "portal", "registry", "registryctl", "jobservice")
-VERSION_RE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
-URL_RE = re.compile(r"^https?://[^\s/]+")
+VERSION_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
+URL_RE = re.compile(r"https?://[^\s/]+(/\S*)?")
 SMALL_RUN = 100  # up to this many tenants, LISTs select them by id instead of the whole fleet
 REDACTED = "********"
 
@@ -328,7 +329,7 @@ class HarborClusterSpec:
         self.version = params.get("version")
         if not self.version:
             raise TenantInputError("version", "is required: the Harbor version to deploy, e.g. 2.6.4")
-        if not VERSION_RE.match(self.version):
+        if not VERSION_RE.fullmatch(self.version):
             raise TenantInputError("version", f"{self.version!r} is not a version like 2.6.4")
 
         expose = self._section(params, "expose")
@@ -344,7 +345,7 @@ class HarborClusterSpec:
         if self.tls_secret:
             _validate_ref(self.tls_secret, "expose.tls_secret")
         self.external_url = _fmt(params.get("external_url"), t) or f"https://{self.host}"
-        if not URL_RE.match(self.external_url):
+        if not URL_RE.fullmatch(self.external_url):
             raise TenantInputError("external_url", f"{self.external_url!r} must start with http:// or https://")
 
         issuer = self._section(params, "token_issuer")
@@ -1378,7 +1379,7 @@ class TenantSecretsBackend:
         if state["namespace"] is None or not matches(state["namespace"], namespace):
             self._apply(plan, f"{'create' if state['namespace'] is None else 'label'} namespace {spec.namespace}",
                         namespace)
-        values, states = {}, {}
+        states = {}
         for purpose in dict.fromkeys(spec.ensure + list(spec.values) + spec.rotate):
             live = state["secrets"].get(purpose)
             current = _decoded(live, purpose)
@@ -1398,19 +1399,60 @@ class TenantSecretsBackend:
                 self._apply(plan, f"update Secret {spec.namespace}/{name}", manifest)
             else:
                 states[purpose] = "unchanged"
-            values[purpose] = value
-        for purpose, live in state["secrets"].items():  # the others are returned as they are
-            if purpose not in values and _decoded(live, purpose) is not None:
-                values[purpose] = _decoded(live, purpose)
         plan.before = {"secrets": {p: None if state["secrets"].get(p) is None else "(current value)" for p in states}}
         plan.after = {"secrets": dict(states)}
         plan.result["secrets"] = states
-        plan.result["values"] = values
+        # References, never values: Ansible shows a list-form result's items even for a no_log task.
+        plan.result["refs"] = {purpose: {"name": spec.tenant.secret_name(purpose), "keys": list(SECRET_KEYS[purpose])}
+                               for purpose in SECRET_PURPOSES
+                               if purpose in states or state["secrets"].get(purpose) is not None}
         return plan
 
     def _apply(self, plan, action, manifest):
         plan.add(action, lambda _resource: self.kube.apply(manifest),
                  f"server-side apply {describe_object(manifest)} (field manager {FIELD_MANAGER})")
+
+
+def read_tenant_passwords(kube, tenant_ids):
+    """{tenant: {purpose: value}} for the Secrets that exist, from one LIST of namespaces and one of Secrets.
+
+    For controller-side consumers only (a lookup feeding templates): no module ever returns these values.
+    """
+    specs = [TenantSecretsSpec({"tenant": tid}) for tid in tenant_ids]
+    found = TenantSecretsBackend(kube).read(specs)
+    return {spec.key: {purpose: _decoded(secret, purpose) for purpose, secret in found[spec.key]["secrets"].items()
+                       if _decoded(secret, purpose) is not None}
+            for spec in specs}
+
+
+def store_tenant_secret(kube, tenant_id, purpose, value):
+    """Write one value into a tenant's Secret (namespace created when missing); returns "<namespace>/<name>"."""
+    spec = TenantSecretsSpec({"tenant": tenant_id, "ensure": [], "values": {purpose: value}})
+    backend = TenantSecretsBackend(kube)
+    apply_plan(backend.plan(spec, backend.read([spec])[spec.key]), None)
+    return f"{spec.namespace}/{spec.tenant.secret_name(purpose)}"
+
+
+class SecretStore:
+    """``store(tenant, access key id, secret)`` for tenant_bucket: a new S3 key's secret goes into the tenant's
+    storage Secret. The client is made on first use (most runs create no key) and shared by the worker threads."""
+
+    def __init__(self, params):
+        self.params = params
+        self.kube = None
+        self._lock = threading.Lock()
+
+    def __call__(self, tenant_id, access_key_id, secret):
+        if k8s_client is None:
+            raise FleetError("secret_store needs the Python library kubernetes")
+        with self._lock:
+            if self.kube is None:
+                self.kube = KubeClient(self.params)
+        return store_tenant_secret(self.kube, tenant_id, "storage", secret)
+
+    def close(self):
+        if self.kube is not None:
+            self.kube.close()
 
 
 def fleet_status(tenant_ids, kubeconfig=None, context=None):

@@ -81,8 +81,8 @@ AUTH_CODES = frozenset(("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidC
 NO_SUCH_BUCKET = frozenset(("NoSuchBucket", "404", "NotFound"))
 NO_SUCH_ENTITY = frozenset(("NoSuchEntity",))
 
-ACTION_RE = re.compile(r"^s3:[A-Za-z*]+$")
-KEY_ID_RE = re.compile(r"^[A-Za-z0-9]{4,128}$")
+ACTION_RE = re.compile(r"s3:[A-Za-z*]+")
+KEY_ID_RE = re.compile(r"[A-Za-z0-9]{4,128}")
 PAB_FIELDS = (("block_public_acls", "BlockPublicAcls"), ("ignore_public_acls", "IgnorePublicAcls"),
               ("block_public_policy", "BlockPublicPolicy"), ("restrict_public_buckets", "RestrictPublicBuckets"))
 
@@ -566,7 +566,7 @@ class BucketSpec:
         self.rotate = bool(params.get("rotate_credentials"))
         self.delete_keys = list(params.get("delete_access_keys") or [])
         for key_id in self.delete_keys:
-            if not isinstance(key_id, str) or not KEY_ID_RE.match(key_id):
+            if not isinstance(key_id, str) or not KEY_ID_RE.fullmatch(key_id):
                 raise TenantInputError("delete_access_keys", f"{key_id!r} is not an access key id")
         if credentials is False and (self.rotate or self.delete_keys):
             raise TenantInputError("credentials", "is false, but rotate_credentials or delete_access_keys ask to "
@@ -575,7 +575,7 @@ class BucketSpec:
             True if (self.rotate or self.delete_keys) else None)
         actions = params.get("credentials_actions") or list(DEFAULT_CREDENTIAL_ACTIONS)
         for action in actions:
-            if not isinstance(action, str) or not ACTION_RE.match(action):
+            if not isinstance(action, str) or not ACTION_RE.fullmatch(action):
                 raise TenantInputError("credentials_actions", f"{action!r} is not an S3 action (s3:Name, wildcards "
                                                               "allowed); the policy only ever covers the bucket")
         self.credentials_actions = list(actions)
@@ -686,8 +686,12 @@ class BucketBackend:
 
     record_key = "calls"
 
-    def __init__(self, connection, concurrency=8, wait_timeout=60, sleep=time.sleep, clock=time.monotonic):
+    def __init__(self, connection, concurrency=8, wait_timeout=60, sleep=time.sleep, clock=time.monotonic,
+                 store_secret=None):
         self.conn = connection
+        # store_secret(tenant id, access key id, secret) keeps a new key's secret where its consumer reads it (the
+        # tenant's Kubernetes Secret); the secret itself is never returned.
+        self.store_secret = store_secret
         self.concurrency = concurrency
         self.wait_timeout = wait_timeout
         self._sleep = sleep
@@ -1005,6 +1009,10 @@ class BucketBackend:
                      lambda _r: self._put_user_policy(user, desired_policy),
                      f"iam:PutUserPolicy {user} {POLICY_NAME} {json.dumps(normalise_policy(desired_policy))}")
         if create_key:
+            if self.store_secret is None:
+                raise TenantInputError("secret_store", f"a new access key for IAM user {user} needs somewhere to keep "
+                                                       "its secret: set secret_store (the Kubernetes API holding the "
+                                                       "tenant's Secrets); the module never returns a secret")
             plan.add(f"create an access key for IAM user {user}", lambda _r: self._create_key(user, plan),
                      f"iam:CreateAccessKey {user}")
         for key in deleted:
@@ -1049,9 +1057,18 @@ class BucketBackend:
         key = self._iam_call(f"creating an access key for IAM user {user}", self.conn.iam.create_access_key,
                              UserName=user)["AccessKey"]
         key_id = key["AccessKeyId"]
-        # Returned so the playbook can store it (the task must use no_log); never in calls or the diff.
+        try:
+            stored = self.store_secret(plan.key, key_id, key["SecretAccessKey"])
+        except Exception as exc:  # pylint: disable=broad-except
+            # A key whose secret nobody holds is useless: take it back rather than leave it behind.
+            try:
+                self.conn.iam.delete_access_key(UserName=user, AccessKeyId=key_id)
+            except ClientError:
+                pass
+            raise FleetError(f"storing the secret of the new access key {key_id} of IAM user {user} failed, so the "
+                             f"key was deleted again: {exc}") from None
         plan.result["access_key_id"] = key_id
-        plan.result["secret_access_key"] = key["SecretAccessKey"]
+        plan.result["secret_stored_in"] = stored
         plan.result.setdefault("access_keys", []).append(key_id)
         self.wait_until(lambda: key_id in self._list_keys(user), f"access key {key_id} of IAM user {user}")
 

@@ -189,10 +189,10 @@ options:
       - V(true) makes sure the IAM user C(harbor-<tenant>) exists with the inline policy C(harborfleet-tenant-bucket)
         allowing O(credentials_actions) on the bucket and its objects (C(arn:aws:s3:::<bucket>) and
         C(arn:aws:s3:::<bucket>/*)) and nothing else, and that it has an access key.
-      - "An access key is created when the user has none (or with O(rotate_credentials)). Its id and secret are
-        returned as RV(access_key_id) and RV(secret_access_key) by that run only; the store never shows the secret
-        again. B(Run the task with C(no_log: true)) and store the secret (for example in the tenant's Kubernetes
-        Secret) in the same play. If a secret is lost, rotate."
+      - "An access key is created when the user has none (or with O(rotate_credentials)). Its secret goes straight
+        into the tenant's storage Secret through O(secret_store) (the store never shows it again) and is never
+        returned; its id is RV(access_key_id). If storing fails, the new key is deleted again and the tenant fails.
+        If a secret is lost, rotate."
       - With O(state=present), V(false) or unset leaves IAM alone. With O(state=absent), unset deletes the IAM user
         when the store has an IAM API, V(true) requires that, V(false) leaves IAM alone.
       - IAM writes are slow on some stores as users accumulate (measured on SeaweedFS, CreateAccessKey took ~16 ms at 10
@@ -221,6 +221,39 @@ options:
       - Per tenant only; cannot be set at the top level together with O(tenants).
     type: list
     elements: str
+  secret_store:
+    description:
+      - The Kubernetes API holding the tenants' Secrets. The secret of an access key this run creates is written to
+        the tenant's storage Secret (C(<tenant>-storage) in C(harbor-<tenant>), data key C(secret), the key the
+        Harbor Operator reads), the namespace being created when missing.
+      - Required whenever a key is to be created; a tenant that would need one without it fails before anything is
+        changed.
+      - Takes the same connection options as the collection's Kubernetes modules.
+    type: dict
+    suboptions:
+      kubeconfig:
+        description: Path to a kubeconfig file.
+        type: path
+      context:
+        description: The kubeconfig context to use.
+        type: str
+      host:
+        description: The API server URL, instead of a kubeconfig.
+        type: str
+      api_key:
+        description: A bearer token for O(secret_store.host).
+        type: str
+      ca_cert:
+        description: CA bundle to verify the API server with.
+        type: path
+      validate_certs:
+        description: Verify the API server's certificate.
+        type: bool
+        default: true
+      request_timeout:
+        description: Seconds per API request.
+        type: int
+        default: 30
   force:
     description:
       - With O(state=absent), delete a non-empty bucket by first deleting every object version and delete marker
@@ -239,7 +272,7 @@ options:
 notes:
   - Check mode reads and plans exactly as a real run does and writes nothing; a tenant whose real run would fail
     on a known problem (unsupported setting, non-empty bucket without O(force)) fails in check mode too.
-  - RV(calls) and the diff never contain secrets; the only secret the module returns is RV(secret_access_key).
+  - No secret is ever part of the result, its diff or its call records.
   - SeaweedFS deletes a non-empty bucket with everything in it when asked; the module checks emptiness itself, and
     once more right before deleting.
 """
@@ -259,22 +292,9 @@ EXAMPLES = r"""
       tenant: acme
       owner: platform
     credentials: true
-  no_log: true  # the result holds the new secret key the first time
+    secret_store:
+      kubeconfig: ~/.kube/fleet  # a new key's secret goes to the Secret acme-storage in harbor-acme
   register: acme_bucket
-
-- name: Store the key in the tenant's Secret when it was just created
-  kubernetes.core.k8s:
-    state: present
-    definition:
-      apiVersion: v1
-      kind: Secret
-      metadata:
-        name: acme-storage
-        namespace: harbor-acme
-      stringData:
-        secret: "{{ acme_bucket.secret_access_key }}"
-  no_log: true
-  when: acme_bucket.secret_access_key is defined
 
 - name: A whole fleet in one call (top-level values are defaults for the items)
   harborfleet.fleet.tenant_bucket:
@@ -299,14 +319,15 @@ EXAMPLES = r"""
       - tenant: globex
         tags: {tier: gold}
 
-- name: Rotate a tenant's key (step 1 of 2) - returns the new key, keeps the old one
+- name: Rotate a tenant's key (step 1 of 2) - stores the new key's secret, keeps the old key
   harborfleet.fleet.tenant_bucket:
     endpoint_url: https://s3.internal.example.net
     access_key: "{{ vault_s3_admin_access_key }}"
     secret_key: "{{ vault_s3_admin_secret_key }}"
     tenant: acme
     rotate_credentials: true
-  no_log: true
+    secret_store:
+      kubeconfig: ~/.kube/fleet
   register: rotated
 
 - name: Retire the old key (step 2 of 2), once Harbor uses the new one
@@ -348,12 +369,11 @@ access_key_id:
   returned: single form, when a key was created (not in check mode)
   type: str
   sample: AKIAIOSFODNN7EXAMPLE
-secret_access_key:
-  description:
-    - Secret of the access key created by this run. Only returned this once; run the task with C(no_log) and store
-      it right away.
+secret_stored_in:
+  description: The Secret (C(namespace/name)) that holds the secret of the access key created by this run.
   returned: single form, when a key was created (not in check mode)
   type: str
+  sample: harbor-acme/acme-storage
 access_keys:
   description: Ids of the IAM user's access keys after the run (in check mode, without the key a run would create).
   returned: single form, state=present with credentials
@@ -394,6 +414,7 @@ summary:
 """
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetModule
+from ansible_collections.harborfleet.fleet.plugins.module_utils import _k8s as k8s
 from ansible_collections.harborfleet.fleet.plugins.module_utils import _s3 as s3
 
 TENANT_SPEC = dict(
@@ -422,6 +443,7 @@ ARGUMENT_SPEC = dict(
     s3.CONNECTION_SPEC,
     state=dict(type="str", default="present", choices=["present", "absent"]),
     bucket_prefix=dict(type="str", default="harbor-"),
+    secret_store=dict(type="dict", options=k8s.CONNECTION_SPEC),
     force=dict(type="bool", default=False),
     wait_timeout=dict(type="int", default=60),
 )
@@ -442,8 +464,14 @@ def main():
         return connection, s3.check_unique_buckets(specs)
 
     connection, specs = fm.guard(prepare)
-    backend = s3.BucketBackend(connection, concurrency=params["concurrency"], wait_timeout=params["wait_timeout"])
-    fm.converge(backend, specs)
+    store = k8s.SecretStore(params["secret_store"]) if params["secret_store"] else None
+    backend = s3.BucketBackend(connection, concurrency=params["concurrency"], wait_timeout=params["wait_timeout"],
+                               store_secret=store)
+    try:
+        fm.converge(backend, specs)
+    finally:
+        if store is not None:
+            store.close()
 
 
 if __name__ == "__main__":

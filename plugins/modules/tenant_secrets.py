@@ -11,14 +11,16 @@ short_description: A Harbor tenant's passwords, generated once and kept in its K
 version_added: 0.1.0
 description:
   - Makes sure each tenant's namespace (C(harbor-<id>), labelled with the tenant id) and the Secrets the
-    HarborCluster references exist, with the Harbor Operator's data keys, and returns the values they hold.
+    HarborCluster references exist, with the Harbor Operator's data keys, and returns where they are (Secret names
+    and data keys), never the values.
   - The Secrets are the source of truth for a tenant's passwords. A missing password is generated once (40 letters
     and digits, URL-safe as the operator needs for Redis) and written; later runs read it back, so the database
     role, the Redis instances and the HarborCluster always get the same value.
   - O(values) writes given values (for example a new S3 secret key right after it was created); O(rotate)
     replaces passwords with new generated ones. Nothing is ever deleted.
-  - B(The result contains passwords), so run the task with C(no_log=true) and pass the values on in variables.
-    Diffs and the RV(secrets) states never contain them.
+  - No password is ever part of the result, its diff or its call records, on success or failure; tasks that need
+    the values read them with the P(harborfleet.fleet.tenant_passwords#lookup) lookup, which never puts them in a
+    task result.
 author:
   - harborfleet maintainers (@harborfleet)
 extends_documentation_fragment:
@@ -79,7 +81,6 @@ EXAMPLES = r"""
     tenants:
       - tenant: acme
       - tenant: globex
-  no_log: true
   register: tenant_secrets
 
 - name: Store a new S3 secret key as soon as it exists
@@ -87,8 +88,7 @@ EXAMPLES = r"""
     tenant: acme
     ensure: []
     values:
-      storage: "{{ bucket.secret_access_key }}"
-  no_log: true
+      storage: "{{ vault_acme_storage_secret_key }}"
 """
 
 RETURN = r"""
@@ -106,15 +106,13 @@ secrets:
   returned: single form
   type: dict
   sample: {database: unchanged, cache: unchanged, admin: created}
-values:
+refs:
   description:
-    - The value each of the tenant's Secrets holds after the run (or would, in check mode), including Secrets the
-      run did not touch (for example C(storage)). Secret material.
-    - A value the caller passed in O(values) comes back masked, because Ansible hides every C(no_log)
-      input wherever it appears in a result; the caller already holds it. Generated and existing values come back
-      as they are, for the next tasks (register the result with C(no_log) on the task).
+    - Where each of the tenant's Secrets keeps its value (after the run, or in check mode as it would be), by
+      purpose, including Secrets the run did not touch (for example C(storage)). References only, never a value.
   returned: single form
   type: dict
+  sample: {database: {name: acme-database, keys: [postgres-password, postgresql-password]}}
 actions:
   description: What changed (or would change in check mode).
   returned: single form

@@ -25,6 +25,48 @@ def wait_for(predicate, timeout=60, interval=0.5):
         time.sleep(interval)
 
 
+def run_playbook(fleet_dir, name, *extra, env=None, timeout=1200):
+    """ansible-playbook with the lab's Redis tier hosts and a fleet of the test's own; (rc, stdout + stderr)."""
+    import subprocess
+    command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+               "-i", os.path.join(ROOT, "inventories", "lab", "hosts.yml"),
+               "-i", os.path.join(fleet_dir, "fleet.tenants.yml"),
+               "-e", f"fleet_file={os.path.join(fleet_dir, 'fleet.yml')}",
+               os.path.join(ROOT, "playbooks", name), *extra]
+    full_env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_PYTHON_INTERPRETER=sys.executable,
+                    HARBORFLEET_LAB_DIR=str(lab_module.LAB))
+    full_env.update(env or {})
+    proc = subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=ROOT, check=False,
+                          timeout=timeout)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def write_fleet(fleet_dir, ids, version="2.6.4", redis_port_base=31680, bucket_prefix="up-harbor-",
+                domain="upgrade.lab.test"):
+    """A fleet file on the lab's services (and the inventory source that reads it) in ``fleet_dir``."""
+    import yaml
+    with open(os.path.join(str(lab_module.LAB), "env.json"), encoding="utf-8") as handle:
+        lab = json.load(handle)
+    fleet = {
+        "defaults": {"plan": "small", "region": "lab", "harbor_version": version, "domain": domain},
+        "plans": {"small": {"redis_maxmemory": "16mb"}},
+        "tiers": {
+            "postgres": [{"name": "lab-pg", "host": lab["LAB_PG_HOST"], "port": int(lab["LAB_PG_PORT"]),
+                          "ssl_mode": "disable"}],
+            "sentinel_groups": [{"name": "lab-sg", "sentinels": ["127.0.0.1:31580", "127.0.0.1:31581",
+                                                                 "127.0.0.1:31582"],
+                                 "capacity": 20, "redis_port_base": redis_port_base}],
+            "s3": [{"name": "lab-s3", "endpoint": lab["LAB_S3_ENDPOINT"], "region": lab["LAB_S3_REGION"],
+                    "bucket_prefix": bucket_prefix}],
+        },
+        "tenants": [{"id": tid} for tid in ids],
+    }
+    with open(os.path.join(fleet_dir, "fleet.yml"), "w", encoding="utf-8") as handle:
+        yaml.safe_dump(fleet, handle)
+    with open(os.path.join(fleet_dir, "fleet.tenants.yml"), "w", encoding="utf-8") as handle:
+        handle.write("plugin: harborfleet.fleet.tenants\nfleet_file: fleet.yml\n")
+
+
 @pytest.fixture(scope="session")
 def lab_env():
     path = os.path.join(str(lab_module.LAB), "env.json")

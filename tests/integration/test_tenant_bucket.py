@@ -15,10 +15,20 @@ MODULE = "tenant_bucket"
 # --------------------------------------------------------------------------- helpers and fixtures
 
 def connection(lab_env, **extra):
+    """The lab's S3 admin login; a new key's secret goes to the tenant's Secret on the lab's cluster."""
     args = dict(endpoint_url=lab_env["LAB_S3_ENDPOINT"], region=lab_env["LAB_S3_REGION"],
-                access_key=lab_env["LAB_S3_ACCESS_KEY"], secret_key=lab_env["LAB_S3_SECRET_KEY"])
+                access_key=lab_env["LAB_S3_ACCESS_KEY"], secret_key=lab_env["LAB_S3_SECRET_KEY"],
+                secret_store={"kubeconfig": lab_env["LAB_KUBECONFIG"]})
     args.update(extra)
     return args
+
+
+def stored_secret(kube_client, tenant):
+    """The S3 secret key the module wrote into the tenant's storage Secret."""
+    import base64
+    from kubernetes import client as k8s
+    secret = k8s.CoreV1Api(kube_client).read_namespaced_secret(f"{tenant}-storage", f"harbor-{tenant}")
+    return base64.b64decode(secret.data["secret"]).decode()
 
 
 def client(lab_env, service, access_key=None, secret_key=None):
@@ -68,13 +78,21 @@ def iam_admin(lab_env):
 
 
 @pytest.fixture
-def tenants(s3_admin, iam_admin):
-    """Tenant ids a test creates; their buckets and IAM users are removed afterwards, whatever happened."""
+def tenants(s3_admin, iam_admin, kube_client):
+    """Tenant ids a test creates; their buckets, IAM users and namespaces are removed afterwards, whatever
+    happened."""
+    from kubernetes import client as k8s
+    from kubernetes.client.exceptions import ApiException
     created = []
     yield created
     for tenant in created:
         admin_delete_bucket(s3_admin, f"harbor-{tenant}")
         admin_delete_user(iam_admin, f"harbor-{tenant}")
+        try:
+            k8s.CoreV1Api(kube_client).delete_namespace(f"harbor-{tenant}")
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
 
 def bucket_exists(s3, bucket):
@@ -107,7 +125,8 @@ SETTINGS = dict(
 
 # --------------------------------------------------------------------------- create, read back, idempotence, diff
 
-def test_create_with_every_setting_check_real_again(run_module, lab_env, s3_admin, iam_admin, unique, tenants):
+def test_create_with_every_setting_check_real_again(run_module, lab_env, s3_admin, iam_admin, unique, tenants,
+                                                    kube_client):
     from ansible_collections.harborfleet.fleet.plugins.module_utils._s3 import normalise_policy
     tenant = f"tb-{unique}"
     bucket, user = f"harbor-{tenant}", f"harbor-{tenant}"
@@ -123,17 +142,18 @@ def test_create_with_every_setting_check_real_again(run_module, lab_env, s3_admi
     assert after["lifecycle"] == {"abort_incomplete_multipart_days": 7, "noncurrent_version_expiration_days": 30}
     assert after["tags"] == {"tenant": "x", "tier": "2"}
     assert after["credentials"]["access_keys"] == ["(new key)"]
-    assert "secret_access_key" not in check and "access_key_id" not in check
+    assert "secret_stored_in" not in check and "access_key_id" not in check
     assert not bucket_exists(s3_admin, bucket) and not user_exists(iam_admin, user)  # check mode wrote nothing
 
     real = run_module(MODULE, args, diff=True)
     assert real["changed"] is True, real
     assert real["actions"] == check["actions"] and real["calls"] == check["calls"]
     assert real["diff"]["after"]["tags"] == after["tags"]
-    secret = real["secret_access_key"]
+    secret = stored_secret(kube_client, tenant)
     assert real["access_keys"] == [real["access_key_id"]]
-    for part in ("calls", "actions", "diff"):
-        assert secret not in json.dumps(real[part])
+    assert real["secret_stored_in"] == f"harbor-{tenant}/{tenant}-storage"
+    assert len(secret) >= 20 and secret not in json.dumps(real)
+    assert client(lab_env, "s3", real["access_key_id"], secret).list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
     # read back through boto3
     assert s3_admin.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
@@ -155,7 +175,7 @@ def test_create_with_every_setting_check_real_again(run_module, lab_env, s3_admi
 
     again = run_module(MODULE, args, diff=True)
     assert again["changed"] is False and again["actions"] == [] and again["calls"] == [], again
-    assert "secret_access_key" not in again and again["access_keys"] == keys
+    assert "access_key_id" not in again and again["access_keys"] == keys
 
     # a change shows in the diff, only for what changes, and check mode matches the real run
     change = dict(args, tags={"extra": "yes"}, purge_tags=False)
@@ -173,14 +193,14 @@ def test_create_with_every_setting_check_real_again(run_module, lab_env, s3_admi
 
 # --------------------------------------------------------------------------- credentials
 
-def test_generated_keys_only_reach_their_own_bucket_and_rotate(run_module, lab_env, unique, tenants):
+def test_generated_keys_only_reach_their_own_bucket_and_rotate(run_module, lab_env, unique, tenants, kube_client):
     import botocore.exceptions
     a, b = f"ka-{unique}", f"kb-{unique}"
     tenants.extend([a, b])
     result = run_module(MODULE, connection(lab_env, credentials=True, versioning="enabled",
                                            tenants=[{"tenant": a}, {"tenant": b}]))
     assert result["changed"] is True and result["failed_tenants"] == [], result
-    keys = {r["tenant"]: (r["access_key_id"], r["secret_access_key"]) for r in result["results"]}
+    keys = {r["tenant"]: (r["access_key_id"], stored_secret(kube_client, r["tenant"])) for r in result["results"]}
     s3a = client(lab_env, "s3", *keys[a])
     s3b = client(lab_env, "s3", *keys[b])
     admin = client(lab_env, "s3")
@@ -206,7 +226,7 @@ def test_generated_keys_only_reach_their_own_bucket_and_rotate(run_module, lab_e
     rotated = run_module(MODULE, connection(lab_env, tenant=a, rotate_credentials=True))
     assert rotated["changed"] is True and rotated["access_key_id"] != old_id
     assert sorted(rotated["access_keys"]) == sorted([old_id, rotated["access_key_id"]])
-    s3new = client(lab_env, "s3", rotated["access_key_id"], rotated["secret_access_key"])
+    s3new = client(lab_env, "s3", rotated["access_key_id"], stored_secret(kube_client, a))
     assert s3new.get_object(Bucket=f"harbor-{a}", Key="docker/registry/v2/blob")["Body"].read() == b"a's data"
     assert s3a.get_object(Bucket=f"harbor-{a}", Key="docker/registry/v2/blob")["Body"].read() == b"a's data"
     retire = connection(lab_env, tenant=a, delete_access_keys=[old_id])
@@ -374,36 +394,21 @@ def test_wait_timeout_zero_trusts_the_writes(lab_env, s3_admin, unique, tenants,
 
 # --------------------------------------------------------------------------- secrets in output
 
-def test_no_secret_in_output_at_vvvv(run_module, lab_env, unique, tenants, tmp_path):
+def test_no_secret_in_output_at_vvvv(run_module, lab_env, unique, tenants, kube_client):
+    # No no_log anywhere: the module itself must keep the new key's secret and the admin secret out of its output.
     tenant = f"nl-{unique}"
     tenants.append(tenant)
-    secret_file = tmp_path / "secret"
-    playbook = tmp_path / "play.yml"
-    module_args = connection(lab_env, tenant=tenant, credentials=True, encryption=True)
-    playbook.write_text(json.dumps([{
-        "name": "Tenant bucket with credentials", "hosts": "localhost", "gather_facts": False,
-        "tasks": [
-            {"name": "Bucket and key", "harborfleet.fleet.tenant_bucket": module_args, "no_log": True,
-             "register": "made"},
-            {"name": "Keep the secret where the test can read it", "no_log": True,
-             "ansible.builtin.copy": {"content": "{{ made.secret_access_key }}", "dest": str(secret_file),
-                                      "mode": "0600"}},
-            {"name": "Converge again", "harborfleet.fleet.tenant_bucket": module_args, "register": "again"},
-            {"name": "Unchanged", "ansible.builtin.assert": {"that": ["not again.changed"]}},
-        ]}]))
-    env = dict(os.environ, ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false",
-               ANSIBLE_PYTHON_INTERPRETER=sys.executable, ANSIBLE_NOCOLOR="1")
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-vvvv", "-i", "localhost,", "-c", "local", str(playbook)],
-                          capture_output=True, text=True, env=env, cwd=ROOT, check=False, timeout=300)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output[-3000:]
-    secret = secret_file.read_text()
+    args = connection(lab_env, tenant=tenant, credentials=True, encryption=True)
+    rc, made = run_module(MODULE, args, verbosity=4, diff=True, raw=True)
+    assert rc == 0, made[-3000:]
+    secret = stored_secret(kube_client, tenant)
     assert len(secret) >= 20
-    assert secret not in output
-    assert lab_env["LAB_S3_SECRET_KEY"] not in output
-
-    # without no_log the admin secret stays masked, and the only secret returned is the new key, once
-    rc, text = run_module(MODULE, connection(lab_env, tenant=tenant, credentials=True, tags={"t": "1"}),
-                          verbosity=4, raw=True)
-    assert rc == 0 and lab_env["LAB_S3_SECRET_KEY"] not in text and secret not in text
-    assert "secret_access_key" not in text
+    rc, again = run_module(MODULE, dict(args, tags={"t": "1"}), verbosity=4, diff=True, raw=True)
+    assert rc == 0, again[-3000:]
+    rc, rotated = run_module(MODULE, dict(args, rotate_credentials=True), verbosity=4, diff=True, raw=True)
+    assert rc == 0, rotated[-3000:]
+    new_secret = stored_secret(kube_client, tenant)
+    assert new_secret != secret
+    for text in (made, again, rotated):
+        for value in (secret, new_secret, lab_env["LAB_S3_SECRET_KEY"]):
+            assert value not in text

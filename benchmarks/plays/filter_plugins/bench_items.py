@@ -4,18 +4,11 @@
 """Benchmark helper filters: shape the benchmark's tenant list into the ``tenants`` items of each batch module.
 
 ``tenants`` is the list the harness writes (``tenant``, ``group``, ``master_port``, ``cache_password``,
-``cache_host``, ``cache_port``); ``secrets`` is the ``results`` list that ``harborfleet.fleet.tenant_secrets``
-returned in its list form (one entry per tenant with the ``values`` its Secrets hold).
-
-The Redis password is taken from ``tenants``, not from ``secrets``: it is passed to tenant_secrets in ``values``
-(a no_log option), so the module masks that value as ``********`` wherever it returns it.
+``cache_host``, ``cache_port``); ``passwords`` is what the ``harborfleet.fleet.tenant_passwords`` lookup read from
+the tenants' Secrets (tenant id to {database, cache, admin}), as the fleet playbooks get them.
 """
 
 from __future__ import annotations
-
-
-def _values(secrets):
-    return {item["tenant"]: item.get("values") or {} for item in secrets or []}
 
 
 def secret_items(tenants):
@@ -23,9 +16,8 @@ def secret_items(tenants):
     return [{"tenant": t["tenant"], "values": {"cache": t["cache_password"]}} for t in tenants]
 
 
-def database_items(tenants, secrets):
-    values = _values(secrets)
-    return [{"tenant": t["tenant"], "password": values[t["tenant"]]["database"]} for t in tenants]
+def database_items(tenants, passwords):
+    return [{"tenant": t["tenant"], "password": passwords[t["tenant"]]["database"]} for t in tenants]
 
 
 def sentinel_items(tenants, group):

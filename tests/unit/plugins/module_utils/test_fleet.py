@@ -171,12 +171,41 @@ def test_running_versions_are_kept_until_the_upgrade_playbook():
 
 def test_storage_key_choice_and_rotation_helpers():
     from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
-        new_storage_secrets, retired_keys, storage_keys)
-    results = [{"tenant": "a", "access_key_id": "NEW", "secret_access_key": "s", "access_keys": ["OLD", "NEW"]},
+        retired_keys, storage_keys)
+    results = [{"tenant": "a", "access_key_id": "NEW", "access_keys": ["OLD", "NEW"]},
                {"tenant": "b", "access_keys": ["ONLY"]},
                {"tenant": "c", "access_keys": []}]
     assert storage_keys(results) == {"a": "NEW", "b": "ONLY"}
-    assert new_storage_secrets(results) == [{"tenant": "a", "ensure": [], "values": {"storage": "s"}}]
     assert retired_keys(results) == [{"tenant": "a", "delete_access_keys": ["OLD"]}]
     with pytest.raises(FleetError, match="finish the key rotation"):
         storage_keys([{"tenant": "d", "access_keys": ["K1", "K2"]}])
+
+
+@pytest.mark.parametrize("tid, message", [
+    ("acme\n", "tenants[0].id: 'acme\\n' is not a valid tenant id"),
+    (123, "tenants[0].id: a tenant id must be a string, not int"),
+])
+def test_the_one_id_rule_applies_to_the_fleet_file(tid, message):
+    with pytest.raises(FleetError) as info:
+        Fleet(fleet_data([{"id": tid}]))
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"tenants": {"acme\n": {"postgres": "pg-a"}}}, "placement record tenants key"),
+    ({"tenants": {7: {"postgres": "pg-a"}}}, "must be a string"),
+    ([{"acme": {"postgres": "pg-a"}}], "placement record: must be a mapping"),
+    ({"tenants": [{"acme": "pg-a"}]}, "placement record: must be a mapping"),
+    ({"tenants": {"acme": "pg-a"}}, "placement record tenants.acme: must be a mapping"),
+])
+def test_a_malformed_placement_record_is_named(record, message):
+    with pytest.raises(FleetError, match=message.replace(".", r"\.")):
+        Fleet(fleet_data(["acme"]), record)
+
+
+def test_backup_batches_name_the_databases_but_carry_no_password():
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import batches
+    hosts = host_vars(fleet_data(["a", {"id": "b", "notary": True}]))[0]
+    batch = batches(hosts, "backup")
+    assert [item for b in batch for item in b["tenants"]] == [{"tenant": "a", "notary": False},
+                                                              {"tenant": "b", "notary": True}]

@@ -5,7 +5,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils import _s3 as s3
-from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import apply_plan
+from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import apply_plan, plan_all
 from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetError
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import TenantInputError
 
@@ -255,10 +255,24 @@ class FakeClock:
         self.now += seconds
 
 
-def backend_for(store, wait_timeout=5):
+class FakeSecretStore:
+    """Where tenant_bucket puts a new key's secret (the tenant's Kubernetes Secret, in real runs)."""
+
+    def __init__(self, fail=False):
+        self.stored = {}
+        self.fail = fail
+
+    def __call__(self, tenant, key_id, secret):
+        if self.fail:
+            raise RuntimeError("the API server is down")
+        self.stored[tenant] = (key_id, secret)
+        return f"harbor-{tenant}/{tenant}-storage"
+
+
+def backend_for(store, wait_timeout=5, secrets=None):
     clock = FakeClock()
     return s3.BucketBackend(FakeConnection(store), concurrency=4, wait_timeout=wait_timeout, sleep=clock.sleep,
-                            clock=clock)
+                            clock=clock, store_secret=FakeSecretStore() if secrets is None else secrets)
 
 
 def spec(tenant="acme", state="present", **params):
@@ -453,14 +467,30 @@ def test_create_with_every_setting_then_a_rerun_changes_nothing():
     assert again.changes == []
 
 
-def test_the_secret_never_reaches_calls_or_diff():
-    store = FakeStore()
-    (plan,) = converge(backend_for(store), [spec(credentials=True)])
-    secret = plan.result["secret_access_key"]
+def test_a_new_secret_goes_to_the_secret_store_and_never_into_the_result():
+    store, secrets = FakeStore(), FakeSecretStore()
+    (plan,) = converge(backend_for(store, secrets=secrets), [spec(credentials=True)])
+    key_id, secret = secrets.stored["acme"]
     result = plan.as_result()
-    assert result["secret_access_key"] == secret
-    assert secret not in json.dumps(result["calls"]) and secret not in json.dumps(plan.diff())
-    assert secret not in json.dumps(result["actions"])
+    assert result["access_key_id"] == key_id and result["secret_stored_in"] == "harbor-acme/acme-storage"
+    assert secret not in json.dumps(result) and secret not in json.dumps(plan.diff())
+
+
+def test_a_key_whose_secret_cannot_be_stored_is_taken_back():
+    store = FakeStore()
+    backend = backend_for(store, secrets=FakeSecretStore(fail=True))
+    (plan,) = plan_all(backend, [spec(credentials=True)], backend.read([spec(credentials=True)]))
+    with pytest.raises(FleetError, match="was deleted again: the API server is down"):
+        apply_plan(plan, None)
+    assert store.users["harbor-acme"]["keys"] == []
+
+
+def test_a_key_without_a_secret_store_is_refused_before_any_change():
+    store = FakeStore()
+    backend = s3.BucketBackend(FakeConnection(store), concurrency=1, wait_timeout=0)
+    (plan,) = plan_all(backend, [spec(credentials=True)], backend.read([spec(credentials=True)]))
+    assert plan.failed and plan.result["field"] == "secret_store" and plan.changes == []
+    assert store.buckets == {}
 
 
 def test_check_mode_plan_equals_what_the_real_run_does():

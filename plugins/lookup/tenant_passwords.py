@@ -1,0 +1,124 @@
+# -*- coding: utf-8 -*-
+# Copyright: harborfleet.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+name: tenant_passwords
+author:
+  - harborfleet maintainers (@harborfleet)
+version_added: 0.2.0
+short_description: The passwords kept in tenants' Kubernetes Secrets, for templates on the controller
+description:
+  - Reads the Secrets that P(harborfleet.fleet.tenant_secrets#module) keeps for each tenant (one LIST of namespaces
+    and one of Secrets for all the tenants) and returns one mapping, tenant id to C({database, cache, admin,
+    storage}) (the purposes whose Secret exists).
+  - This is how a play gets passwords without any task result holding them (modules return references only).
+    Keep the mapping in a variable (a C(no_log) C(set_fact)) and pass it to templates and no_log module options.
+options:
+  _terms:
+    description: Tenant ids (a list, or several terms).
+    required: true
+    type: list
+    elements: str
+  missing:
+    description:
+      - What a password whose Secret does not exist yet becomes.
+      - V(fail) raises an error naming the tenant and the Secret.
+      - V(generate) gives a throwaway URL-safe value that is never stored (for check mode, where the Secrets a real
+        run would create do not exist).
+      - V(omit) leaves the purpose out.
+    type: str
+    choices: [fail, generate, omit]
+    default: fail
+  purposes:
+    description: The Secrets that must be there (others are returned when they exist).
+    type: list
+    elements: str
+    default: [database, cache, admin]
+  kubeconfig:
+    description: Path to a kubeconfig file.
+    type: path
+  context:
+    description: The kubeconfig context.
+    type: str
+  host:
+    description: The API server URL, instead of a kubeconfig.
+    type: str
+  api_key:
+    description: A bearer token for O(host).
+    type: str
+  ca_cert:
+    description: CA bundle to verify the API server with.
+    type: path
+  validate_certs:
+    description: Verify the API server's certificate.
+    type: bool
+    default: true
+notes:
+  - A lookup runs each time its template is rendered; set the result once with a C(no_log) C(set_fact).
+"""
+
+EXAMPLES = r"""
+- name: Passwords for the Redis tier's config files (never in a task result)
+  ansible.builtin.set_fact:
+    fleet_passwords: >-
+      {{ lookup('harborfleet.fleet.tenant_passwords', ['acme', 'globex'], kubeconfig='~/.kube/fleet',
+                missing='generate' if ansible_check_mode else 'fail') }}
+  no_log: true
+"""
+
+RETURN = r"""
+_raw:
+  description: One mapping, tenant id to {purpose - password}.
+  type: list
+  elements: dict
+"""
+
+from ansible.errors import AnsibleLookupError
+from ansible.plugins.lookup import LookupBase
+
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
+    Tenant, TenantInputError, generate_password, validate_tenant_id)
+
+CONNECTION = ("kubeconfig", "context", "host", "api_key", "ca_cert", "validate_certs")
+
+
+class LookupModule(LookupBase):
+
+    def run(self, terms, variables=None, **kwargs):
+        self.set_options(var_options=variables, direct=kwargs)
+        from ansible_collections.harborfleet.fleet.plugins.module_utils import _k8s
+        if _k8s.k8s_client is None:
+            raise AnsibleLookupError("tenant_passwords needs the Python library kubernetes")
+        tenant_ids = []
+        for term in terms:
+            tenant_ids.extend(term if isinstance(term, list) else [term])
+        try:
+            for index, tid in enumerate(tenant_ids):
+                validate_tenant_id(tid, f"_terms[{index}]")
+        except TenantInputError as exc:
+            raise AnsibleLookupError(f"tenant_passwords: {exc}") from None
+        params = {name: self.get_option(name) for name in CONNECTION}
+        missing, purposes = self.get_option("missing"), self.get_option("purposes")
+        try:
+            kube = _k8s.KubeClient(params)
+            try:
+                found = _k8s.read_tenant_passwords(kube, tenant_ids)
+            finally:
+                kube.close()
+        except Exception as exc:  # pylint: disable=broad-except
+            raise AnsibleLookupError(f"tenant_passwords: {_k8s.describe_error(exc)}") from None
+        for tid in tenant_ids:
+            for purpose in purposes:
+                if found[tid].get(purpose) is not None or missing == "omit":
+                    continue
+                if missing == "fail":
+                    tenant = Tenant(tid)
+                    raise AnsibleLookupError(
+                        f"tenant_passwords: tenant {tid!r} has no {purpose} password yet (Secret "
+                        f"{tenant.namespace}/{tenant.secret_name(purpose)}); run harborfleet.fleet.tenant_secrets "
+                        "first")
+                found[tid][purpose] = generate_password()
+        return [found]
