@@ -16,9 +16,23 @@ PURPOSES = ["database", "cache", "admin"]
 def _modules():
     import_collection()
     # pylint: disable=import-outside-toplevel
-    from ansible_collections.harborfleet.fleet.plugins.module_utils import _k8s, _postgres, _redis, _s3
+    import types
+    from ansible_collections.harborfleet.fleet.plugins.module_utils import _redis
+    from ansible_collections.harborfleet.fleet.plugins.module_utils import _tenant_database as _postgres
     from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import apply_plan, run_batch
-    return _k8s, _postgres, _redis, _s3, apply_plan, run_batch
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._harbor_cluster import HarborClusterBackend
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._harbor_spec import HarborClusterSpec
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import KubeClient
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._s3_buckets import BucketBackend, BucketSpec
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._s3_client import S3Connection
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import Tenant
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant_secrets import (
+        TenantSecretsBackend, TenantSecretsSpec, read_tenant_passwords)
+    k8s = types.SimpleNamespace(HarborClusterBackend=HarborClusterBackend, HarborClusterSpec=HarborClusterSpec,
+                                KubeClient=KubeClient, Tenant=Tenant, TenantSecretsBackend=TenantSecretsBackend,
+                                TenantSecretsSpec=TenantSecretsSpec, read_tenant_passwords=read_tenant_passwords)
+    s3 = types.SimpleNamespace(BucketBackend=BucketBackend, BucketSpec=BucketSpec, S3Connection=S3Connection)
+    return k8s, _postgres, _redis, s3, apply_plan, run_batch
 
 
 def _plans(backend, specs):

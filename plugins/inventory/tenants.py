@@ -149,9 +149,9 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             raise AnsibleParserError(f"{fleet_path}: {exc}") from None
 
     def _live_status(self, fleet):
-        from ansible_collections.harborfleet.fleet.plugins.module_utils import _k8s
+        from ansible_collections.harborfleet.fleet.plugins.module_utils._harbor_cluster import fleet_status
         try:
-            return _k8s.fleet_status([t["id"] for t in fleet.tenants], kubeconfig=self.get_option("kubeconfig"),
-                                     context=self.get_option("context"))
+            return fleet_status([t["id"] for t in fleet.tenants], kubeconfig=self.get_option("kubeconfig"),
+                                context=self.get_option("context"))
         except Exception as exc:  # pylint: disable=broad-except
             raise AnsibleParserError(f"live_status: cannot read HarborClusters: {exc}") from None

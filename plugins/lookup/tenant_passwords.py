@@ -79,6 +79,7 @@ _raw:
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import describe_error
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     Tenant, TenantInputError, generate_password, validate_tenant_id)
 
@@ -89,8 +90,9 @@ class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
-        from ansible_collections.harborfleet.fleet.plugins.module_utils import _k8s
-        if _k8s.k8s_client is None:
+        from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import KubeClient, k8s_client
+        from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant_secrets import read_tenant_passwords
+        if k8s_client is None:
             raise AnsibleLookupError("tenant_passwords needs the Python library kubernetes")
         tenant_ids = []
         for term in terms:
@@ -103,13 +105,13 @@ class LookupModule(LookupBase):
         params = {name: self.get_option(name) for name in CONNECTION}
         missing, purposes = self.get_option("missing"), self.get_option("purposes")
         try:
-            kube = _k8s.KubeClient(params)
+            kube = KubeClient(params)
             try:
-                found = _k8s.read_tenant_passwords(kube, tenant_ids)
+                found = read_tenant_passwords(kube, tenant_ids)
             finally:
                 kube.close()
         except Exception as exc:  # pylint: disable=broad-except
-            raise AnsibleLookupError(f"tenant_passwords: {_k8s.describe_error(exc)}") from None
+            raise AnsibleLookupError(f"tenant_passwords: {describe_error(exc)}") from None
         for tid in tenant_ids:
             for purpose in purposes:
                 if found[tid].get(purpose) is not None or missing == "omit":

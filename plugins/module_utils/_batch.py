@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import TenantInputError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import TenantInputError
 
 DEFAULT_CONCURRENCY = 8
 MAX_CONCURRENCY = 64

@@ -29,8 +29,9 @@ import copy
 import os
 from urllib.parse import urlparse
 
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError, TenantInputError
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
-    Tenant, TenantInputError, validate_dns_label, validate_tenant_id)
+    Tenant, validate_dns_label, validate_tenant_id)
 
 PLACED_TIERS = ("postgres", "sentinel_groups")
 PLACEMENT_KEYS = {"postgres": "postgres", "sentinel_groups": "sentinel_group"}
@@ -38,10 +39,6 @@ TENANT_KEYS = {"id", "plan", "region", "harbor_version", "external_url", "placem
                "labels"}
 DEFAULT_CAPACITY = {"postgres": 500, "sentinel_groups": 120}
 DEFAULT_REDIS_PORT_BASE = 7000
-
-
-class FleetError(ValueError):
-    """A problem with the fleet description; the message names the tenant or tier."""
 
 
 def placement_path(fleet_path):

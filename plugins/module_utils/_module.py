@@ -23,11 +23,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import (
     DEFAULT_CONCURRENCY, MAX_CONCURRENCY, apply_plan, plan_all, run_batch)
-from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import TenantInputError
-
-
-class FleetError(Exception):
-    """An error worth showing as it is (connection refused, authentication failed, a refused action)."""
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import (
+    FleetError, TenantInputError, deep_merge, describe_error)
 
 
 BATCH_OPTIONS = dict(
@@ -48,10 +45,49 @@ def _strip_defaults(spec):
     return stripped
 
 
-def describe_exception(exc):
-    if isinstance(exc, (FleetError, TenantInputError)):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"
+def merge_tenant_items(items, params, dict_options, deep_options=()):
+    """Per-item dict options merged over the top-level ones (the core replaces a dict option as a whole).
+
+    ``dict_options`` merge key by key (an item's unset sub-option keeps the top-level value); ``deep_options``
+    (free-form dicts such as ``spec_overrides``) merge recursively.
+    """
+    raw_items = params.get("tenants")
+    if raw_items is None:
+        return items
+    for merged, raw in zip(items, raw_items):
+        for name in tuple(dict_options) + tuple(deep_options):
+            top, own = params.get(name), raw.get(name)
+            if top is None or own is None:
+                continue
+            if name in deep_options:
+                merged[name] = deep_merge(top, own)
+            else:
+                merged[name] = dict(top, **{k: v for k, v in own.items() if v is not None})
+    return items
+
+
+def refuse_shared_secrets(params, nested):
+    """Passwords inside dict options may not be set at the top level together with ``tenants``."""
+    if params.get("tenants") is None:
+        return
+    for option, sub in nested:
+        if (params.get(option) or {}).get(sub) is not None:
+            raise TenantInputError(f"{option}.{sub}", "set it on each item of tenants, not at the top level "
+                                                      "(one value would be shared by every tenant)")
+
+
+def guard(module, func, *args, **kwargs):
+    """Call ``func``; a typed error becomes ``fail_json`` naming the problem (and the ``field`` of bad input),
+    anything else a one-line description plus the traceback. The one place errors turn into ``fail_json``."""
+    try:
+        return func(*args, **kwargs)
+    except TenantInputError as exc:
+        module.fail_json(msg=str(exc), field=exc.field)
+    except FleetError as exc:
+        module.fail_json(msg=str(exc))
+    except Exception as exc:  # pylint: disable=broad-except
+        module.fail_json(msg=describe_error(exc), exception=traceback.format_exc())
+    return None  # not reached: fail_json exits
 
 
 class FleetModule:
@@ -131,16 +167,8 @@ class FleetModule:
         return value
 
     def guard(self, func, *args, **kwargs):
-        """Call ``func``; a typed error becomes ``fail_json`` naming the problem, anything else a traceback."""
-        try:
-            return func(*args, **kwargs)
-        except TenantInputError as exc:
-            self.module.fail_json(msg=str(exc), field=exc.field)
-        except FleetError as exc:
-            self.module.fail_json(msg=str(exc))
-        except Exception as exc:  # pylint: disable=broad-except
-            self.module.fail_json(msg=describe_exception(exc), exception=traceback.format_exc())
-        return None  # not reached: fail_json exits
+        """Call ``func``; errors become ``fail_json`` (see the module-level ``guard``)."""
+        return guard(self.module, func, *args, **kwargs)
 
     def converge(self, backend, specs, finalize=None):
         """Bulk read, plan every tenant, apply (unless check mode), then report.
@@ -149,7 +177,7 @@ class FleetModule:
         ``worker_resource()`` (a factory for per-worker resources) and ``describe_error(exc)``.
         ``finalize(plan, resource)`` runs after a real apply for every tenant that did not fail (e.g. a wait).
         """
-        describe = getattr(backend, "describe_error", describe_exception)
+        describe = getattr(backend, "describe_error", describe_error)
         plans = plan_all(backend, specs, self.guard(backend.read, specs), describe)
         fail_fast = self.params["fail_fast"]
         runnable = [p for p in plans if not p.failed]

@@ -41,11 +41,11 @@ except ImportError as _exc:  # pragma: no cover - reported by the module
     REDIS_IMPORT_ERROR = _exc
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import Plan
-from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import (
+    REDACTED, FleetError, TenantInputError, describe_error, register_errors)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
-    Tenant, TenantInputError, is_url_safe_password, validate_master_set)
+    Tenant, is_url_safe_password, validate_master_set)
 
-REDACTED = "********"
 # A sentinel pings a master every second; no valid reply for this long means its link is not working.
 UNHEALTHY_PING_MS = 3000
 # ("disconnected" alone is not a sign: it shows for a moment whenever a sentinel re-creates a link)
@@ -149,12 +149,8 @@ def connection_problem(exc):
     return f"{type(exc).__name__}: {exc}"
 
 
-def describe_error(exc):
-    if isinstance(exc, (FleetError, TenantInputError)):
-        return str(exc)
-    if redis is not None and isinstance(exc, redis.RedisError):
-        return f"Redis error: {connection_problem(exc)}"
-    return f"{type(exc).__name__}: {exc}"
+if redis is not None:
+    register_errors(redis.RedisError, lambda exc, _where=None: f"Redis error: {connection_problem(exc)}")
 
 
 def as_fields(item):

@@ -15,6 +15,8 @@ import re
 import secrets
 import string
 
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import TenantInputError
+
 TENANT_ID_MAX = 40
 # Every pattern is used with ``fullmatch``: ``re.match`` with ``$`` would accept a trailing newline, which a
 # sentinel then writes into its config file (and refuses to start on).
@@ -32,14 +34,6 @@ NOTARY_DATABASES = ("notaryserver", "notarysigner")
 LONGEST_DATABASE = max(CORE_DATABASES + NOTARY_DATABASES, key=len)
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
-
-
-class TenantInputError(ValueError):
-    """Bad input, found before anything is changed. ``field`` names the offending option."""
-
-    def __init__(self, field, message):
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 def validate_tenant_id(value, field="tenant"):

@@ -722,8 +722,12 @@ summary:
   sample: {total: 50, changed: 2, failed: 0, skipped: 0}
 """
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetModule
-from ansible_collections.harborfleet.fleet.plugins.module_utils import _k8s as k8s
+from ansible_collections.harborfleet.fleet.plugins.module_utils._harbor_cluster import HarborClusterBackend
+from ansible_collections.harborfleet.fleet.plugins.module_utils._harbor_spec import HarborClusterSpec
+from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import (
+    CONNECTION_SPEC, KUBERNETES_IMPORT_ERROR, KubeClient, k8s_client)
+from ansible_collections.harborfleet.fleet.plugins.module_utils._module import (
+    FleetModule, merge_tenant_items, refuse_shared_secrets)
 
 DATABASE = dict(
     host=dict(type="str"),
@@ -816,7 +820,7 @@ TENANT_SPEC = dict(
 )
 
 ARGUMENT_SPEC = dict(
-    k8s.CONNECTION_SPEC,
+    CONNECTION_SPEC,
     state=dict(type="str", default="present", choices=["present", "absent"]),
     wait=dict(type="bool", default=False),
     wait_timeout=dict(type="int", default=600),
@@ -827,18 +831,18 @@ ARGUMENT_SPEC = dict(
 
 def main():
     fm = FleetModule(ARGUMENT_SPEC, TENANT_SPEC, per_tenant_only=("admin_password",),
-                     libraries={"kubernetes": (k8s.k8s_client, k8s.KUBERNETES_IMPORT_ERROR)})
+                     libraries={"kubernetes": (k8s_client, KUBERNETES_IMPORT_ERROR)})
     params = fm.params
 
     def tenant_specs():
-        k8s.refuse_shared_secrets(params, (("database", "password"), ("cache", "password")))
-        items = k8s.merge_tenant_items(fm.tenant_params(), params, tuple(SECTIONS) + ("labels", "replicas"),
-                                       deep_options=("spec_overrides",))
-        return [k8s.HarborClusterSpec(item, params["state"], params["delete_namespace"]) for item in items]
+        refuse_shared_secrets(params, (("database", "password"), ("cache", "password")))
+        items = merge_tenant_items(fm.tenant_params(), params, tuple(SECTIONS) + ("labels", "replicas"),
+                                   deep_options=("spec_overrides",))
+        return [HarborClusterSpec(item, params["state"], params["delete_namespace"]) for item in items]
 
     specs = fm.guard(tenant_specs)
-    kube = fm.guard(k8s.KubeClient, params, pool_size=fm.concurrency() + 2)
-    backend = k8s.HarborClusterBackend(
+    kube = fm.guard(KubeClient, params, pool_size=fm.concurrency() + 2)
+    backend = HarborClusterBackend(
         kube, check_mode=fm.check_mode, force_conflicts=params["force_conflicts"], wait=params["wait"],
         wait_timeout=params["wait_timeout"], concurrency=fm.concurrency(), return_spec=not fm.is_list_form,
         warn=fm.module.warn)

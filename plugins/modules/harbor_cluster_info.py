@@ -131,16 +131,16 @@ counts:
   sample: {total: 20, ready: 15, by_status: {healthy: 15, unhealthy: 5}, by_version: {"2.6.4": 20}}
 """
 
-import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils import _k8s as k8s
-from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetError, describe_exception
-from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import Tenant, TenantInputError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._harbor_cluster import read_clusters
+from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import (
+    CONNECTION_SPEC, KUBERNETES_IMPORT_ERROR, KubeClient, k8s_client)
+from ansible_collections.harborfleet.fleet.plugins.module_utils._module import guard
 
 ARGUMENT_SPEC = dict(
-    k8s.CONNECTION_SPEC,
+    CONNECTION_SPEC,
     tenant=dict(type="str"),
     tenants=dict(type="list", elements="str"),
     label_selector=dict(type="str"),
@@ -149,29 +149,9 @@ ARGUMENT_SPEC = dict(
 
 
 def read(params):
-    kube = k8s.KubeClient(params, pool_size=2)
+    kube = KubeClient(params, pool_size=2)
     try:
-        if params["tenant"]:
-            tenant = Tenant(params["tenant"], bucket_prefix="")
-            obj = kube.get(k8s.cluster_path(tenant.namespace, tenant.cluster_name),
-                           f"get {k8s.KIND} {tenant.namespace}/{tenant.cluster_name}")
-            clusters = [k8s.summarize_cluster(obj)] if obj is not None else []
-            return dict(cluster=clusters[0] if clusters else None, clusters=clusters,
-                        counts=k8s.fleet_counts(clusters))
-        selectors = []
-        if params["label_selector"] is None:
-            selectors.append(k8s.MANAGED_BY_SELECTOR)
-        elif params["label_selector"]:
-            selectors.append(params["label_selector"])
-        if params["tenants"] is not None:
-            ids = [Tenant(item, bucket_prefix="", field="tenants").id for item in params["tenants"]]
-            if not ids:
-                return dict(clusters=[], counts=k8s.fleet_counts([]))
-            selectors.append(f"{k8s.TENANT_LABEL} in ({','.join(sorted(set(ids)))})")
-        items = k8s.list_clusters(kube, params["namespace"], ",".join(selectors) or None)
-        clusters = sorted((k8s.summarize_cluster(obj) for obj in items),
-                          key=lambda c: (c["namespace"] or "", c["name"] or ""))
-        return dict(clusters=clusters, counts=k8s.fleet_counts(clusters))
+        return read_clusters(kube, params["tenant"], params["tenants"], params["label_selector"], params["namespace"])
     finally:
         kube.close()
 
@@ -180,16 +160,9 @@ def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
                            mutually_exclusive=[["tenant", "tenants"], ["tenant", "label_selector"],
                                                ["tenant", "namespace"]])
-    if k8s.k8s_client is None:
-        module.fail_json(msg=missing_required_lib("kubernetes"), exception=k8s.KUBERNETES_IMPORT_ERROR)
-    try:
-        result = read(module.params)
-    except TenantInputError as exc:
-        module.fail_json(msg=str(exc), field=exc.field)
-    except FleetError as exc:
-        module.fail_json(msg=str(exc))
-    except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=describe_exception(exc), exception=traceback.format_exc())
+    if k8s_client is None:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+    result = guard(module, read, module.params)
     module.exit_json(changed=False, **result)
 
 

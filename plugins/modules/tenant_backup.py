@@ -162,6 +162,7 @@ summary:
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetModule
 from ansible_collections.harborfleet.fleet.plugins.module_utils import _postgres as pg
+from ansible_collections.harborfleet.fleet.plugins.module_utils import _postgres_backup as backup
 
 TENANT_SPEC = dict(
     prefix=dict(type="str"),
@@ -171,7 +172,7 @@ TENANT_SPEC = dict(
 ARGUMENT_SPEC = dict(
     pg.CONNECTION_SPEC,
     backup_dir=dict(type="path", required=True),
-    backup_file=dict(type="str", default=pg.BACKUP_FILE),
+    backup_file=dict(type="str", default=backup.BACKUP_FILE),
     timestamp=dict(type="str"),
     pg_dump_path=dict(type="path", default="pg_dump"),
     pg_restore_path=dict(type="path", default="pg_restore"),
@@ -184,12 +185,12 @@ def main():
     params = fm.params
 
     def prepare():
-        template = pg.check_backup_file(params["backup_file"])
-        stamp = pg.check_timestamp(params["timestamp"] or pg.backup_timestamp())
-        return [pg.BackupSpec(item, params["backup_dir"], template, stamp) for item in fm.tenant_params()]
+        template = backup.check_backup_file(params["backup_file"])
+        stamp = backup.check_timestamp(params["timestamp"] or backup.backup_timestamp())
+        return [backup.BackupSpec(item, params["backup_dir"], template, stamp) for item in fm.tenant_params()]
 
     specs = fm.guard(prepare)
-    fm.converge(pg.BackupBackend(params, params["backup_dir"], params["pg_dump_path"], params["pg_restore_path"]),
+    fm.converge(backup.BackupBackend(params, params["backup_dir"], params["pg_dump_path"], params["pg_restore_path"]),
                 specs)
 
 

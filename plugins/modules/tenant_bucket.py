@@ -413,9 +413,16 @@ summary:
   sample: {total: 50, changed: 2, failed: 0, skipped: 0}
 """
 
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import TenantInputError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import (
+    CONNECTION_SPEC as KUBERNETES_CONNECTION_SPEC)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetModule
-from ansible_collections.harborfleet.fleet.plugins.module_utils import _k8s as k8s
-from ansible_collections.harborfleet.fleet.plugins.module_utils import _s3 as s3
+from ansible_collections.harborfleet.fleet.plugins.module_utils._s3_buckets import (
+    BucketBackend, BucketSpec, check_unique_buckets)
+from ansible_collections.harborfleet.fleet.plugins.module_utils._s3_client import (
+    BOTO3_IMPORT_ERROR, CONNECTION_SPEC, S3Connection, boto3)
+from ansible_collections.harborfleet.fleet.plugins.module_utils._s3_iam import DEFAULT_CREDENTIAL_ACTIONS
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant_secrets import SecretStore
 
 TENANT_SPEC = dict(
     bucket=dict(type="str"),
@@ -434,16 +441,16 @@ TENANT_SPEC = dict(
     )),
     credentials=dict(type="bool", no_log=False),
     credentials_actions=dict(type="list", elements="str", no_log=False,
-                             default=list(s3.DEFAULT_CREDENTIAL_ACTIONS)),
+                             default=list(DEFAULT_CREDENTIAL_ACTIONS)),
     rotate_credentials=dict(type="bool", default=False, no_log=False),
     delete_access_keys=dict(type="list", elements="str", no_log=False),
 )
 
 ARGUMENT_SPEC = dict(
-    s3.CONNECTION_SPEC,
+    CONNECTION_SPEC,
     state=dict(type="str", default="present", choices=["present", "absent"]),
     bucket_prefix=dict(type="str", default="harbor-"),
-    secret_store=dict(type="dict", options=k8s.CONNECTION_SPEC),
+    secret_store=dict(type="dict", no_log=False, options=KUBERNETES_CONNECTION_SPEC),
     force=dict(type="bool", default=False),
     wait_timeout=dict(type="int", default=60),
 )
@@ -451,22 +458,22 @@ ARGUMENT_SPEC = dict(
 
 def main():
     fm = FleetModule(ARGUMENT_SPEC, TENANT_SPEC, per_tenant_only=("bucket", "delete_access_keys"),
-                     libraries={"boto3": (s3.boto3, s3.BOTO3_IMPORT_ERROR)})
+                     libraries={"boto3": (boto3, BOTO3_IMPORT_ERROR)})
     params = fm.params
 
     def prepare():
         items = fm.tenant_params()
         if params["wait_timeout"] < 0:
-            raise s3.TenantInputError("wait_timeout", "must not be negative")
-        connection = s3.S3Connection(params, params["concurrency"])
-        specs = [s3.BucketSpec(dict(item, force=params["force"]), params["state"], params["bucket_prefix"],
-                               connection.region) for item in items]
-        return connection, s3.check_unique_buckets(specs)
+            raise TenantInputError("wait_timeout", "must not be negative")
+        connection = S3Connection(params, params["concurrency"])
+        specs = [BucketSpec(dict(item, force=params["force"]), params["state"], params["bucket_prefix"],
+                            connection.region) for item in items]
+        return connection, check_unique_buckets(specs)
 
     connection, specs = fm.guard(prepare)
-    store = k8s.SecretStore(params["secret_store"]) if params["secret_store"] else None
-    backend = s3.BucketBackend(connection, concurrency=params["concurrency"], wait_timeout=params["wait_timeout"],
-                               store_secret=store)
+    store = SecretStore(params["secret_store"]) if params["secret_store"] else None
+    backend = BucketBackend(connection, concurrency=params["concurrency"], wait_timeout=params["wait_timeout"],
+                            store_secret=store)
     try:
         fm.converge(backend, specs)
     finally:

@@ -274,6 +274,7 @@ summary:
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetModule
 from ansible_collections.harborfleet.fleet.plugins.module_utils import _postgres as pg
+from ansible_collections.harborfleet.fleet.plugins.module_utils import _tenant_database as tdb
 
 TENANT_SPEC = dict(
     prefix=dict(type="str"),
@@ -297,7 +298,7 @@ ARGUMENT_SPEC = dict(
     state=dict(type="str", default="present", choices=["present", "absent"]),
     allow_drop=dict(type="bool", default=False),
     backup_dir=dict(type="path"),
-    backup_file=dict(type="str", default=pg.BACKUP_FILE),
+    backup_file=dict(type="str", default=tdb.BACKUP_FILE),
     pg_dump_path=dict(type="path", default="pg_dump"),
     pg_restore_path=dict(type="path", default="pg_restore"),
 )
@@ -308,9 +309,9 @@ def main():
                      libraries={"psycopg2": (pg.psycopg2, pg.PSYCOPG2_IMPORT_ERROR)})
     params = fm.params
     shared = {name: params[name] for name in ("allow_drop", "backup_dir", "backup_file")}
-    specs = fm.guard(lambda: [pg.TenantDatabaseSpec(dict(item, **shared), params["state"])
+    specs = fm.guard(lambda: [tdb.TenantDatabaseSpec(dict(item, **shared), params["state"])
                               for item in fm.tenant_params()])
-    backend = pg.DatabaseBackend(params, check_mode=fm.check_mode, pg_dump=params["pg_dump_path"],
+    backend = tdb.DatabaseBackend(params, check_mode=fm.check_mode, pg_dump=params["pg_dump_path"],
                                  pg_restore=params["pg_restore_path"], register_secret=fm.register_secret)
     try:
         fm.converge(backend, specs)

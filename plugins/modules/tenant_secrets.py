@@ -140,7 +140,10 @@ summary:
 """
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetModule
-from ansible_collections.harborfleet.fleet.plugins.module_utils import _k8s as k8s
+from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import (
+    CONNECTION_SPEC, KUBERNETES_IMPORT_ERROR, KubeClient, k8s_client)
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant_secrets import (
+    TenantSecretsBackend, TenantSecretsSpec)
 
 PURPOSES = ["database", "cache", "admin"]
 TENANT_SPEC = dict(
@@ -151,12 +154,12 @@ TENANT_SPEC = dict(
 
 
 def main():
-    fm = FleetModule(k8s.CONNECTION_SPEC, TENANT_SPEC, per_tenant_only=("values",),
-                     libraries={"kubernetes": (k8s.k8s_client, k8s.KUBERNETES_IMPORT_ERROR)})
-    specs = fm.guard(lambda: [k8s.TenantSecretsSpec(item) for item in fm.tenant_params()])
-    kube = fm.guard(k8s.KubeClient, fm.params, pool_size=fm.concurrency() + 2)
+    fm = FleetModule(CONNECTION_SPEC, TENANT_SPEC, per_tenant_only=("values",),
+                     libraries={"kubernetes": (k8s_client, KUBERNETES_IMPORT_ERROR)})
+    specs = fm.guard(lambda: [TenantSecretsSpec(item) for item in fm.tenant_params()])
+    kube = fm.guard(KubeClient, fm.params, pool_size=fm.concurrency() + 2)
     try:
-        fm.converge(k8s.TenantSecretsBackend(kube), specs)
+        fm.converge(TenantSecretsBackend(kube), specs)
     finally:
         kube.close()
 

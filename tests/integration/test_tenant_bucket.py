@@ -1,13 +1,8 @@
 """tenant_bucket against the lab's real SeaweedFS (S3 + IAM): check → real → again, read back through boto3."""
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from conftest import ROOT
 
 MODULE = "tenant_bucket"
 
@@ -127,7 +122,7 @@ SETTINGS = dict(
 
 def test_create_with_every_setting_check_real_again(run_module, lab_env, s3_admin, iam_admin, unique, tenants,
                                                     kube_client):
-    from ansible_collections.harborfleet.fleet.plugins.module_utils._s3 import normalise_policy
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._s3_client import normalise_policy
     tenant = f"tb-{unique}"
     bucket, user = f"harbor-{tenant}", f"harbor-{tenant}"
     tenants.append(tenant)
@@ -343,15 +338,16 @@ def test_batch_of_50_with_one_failing(run_module, lab_env, s3_admin, unique, ten
 
 @pytest.mark.parametrize("count, listing", [(10, 1), (3, 0)])
 def test_a_no_op_rerun_makes_only_the_needed_calls(run_module, lab_env, unique, tenants, count, listing):
-    from ansible_collections.harborfleet.fleet.plugins.module_utils import _s3
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._s3_buckets import BucketBackend, BucketSpec
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._s3_client import S3Connection
     ids = [f"n{i}-{unique}" for i in range(count)]
     tenants.extend(ids)
     params = connection(lab_env, versioning="enabled", tags={"a": "b"})
     assert run_module(MODULE, dict(params, tenants=[{"tenant": t} for t in ids]))["changed"] is True
 
-    conn = _s3.S3Connection(dict(params, retry_mode="standard", max_attempts=3), concurrency=8)
-    backend = _s3.BucketBackend(conn, concurrency=8)
-    specs = [_s3.BucketSpec(dict(params, tenant=t, purge_tags=True), "present") for t in ids]
+    conn = S3Connection(dict(params, retry_mode="standard", max_attempts=3), concurrency=8)
+    backend = BucketBackend(conn, concurrency=8)
+    specs = [BucketSpec(dict(params, tenant=t, purge_tags=True), "present") for t in ids]
     state = backend.read(specs)
     assert all(not backend.plan(s, state[s.key]).changes for s in specs)
     expected = {"s3:GetBucketVersioning": count, "s3:GetBucketTagging": count}
@@ -365,14 +361,15 @@ def test_a_no_op_rerun_makes_only_the_needed_calls(run_module, lab_env, unique, 
 @pytest.mark.parametrize("wait_timeout", [60, 0])
 def test_wait_timeout_zero_trusts_the_writes(lab_env, s3_admin, unique, tenants, wait_timeout):
     """On a read-after-write consistent store, wait_timeout 0 makes the same buckets without reading them back."""
-    from ansible_collections.harborfleet.fleet.plugins.module_utils import _s3
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._s3_buckets import BucketBackend, BucketSpec
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._s3_client import S3Connection
     from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import apply_plan
     ids = [f"w{wait_timeout}-{i}-{unique}" for i in range(3)]
     tenants.extend(ids)
     params = connection(lab_env, versioning="enabled", tags={"a": "b"})
-    conn = _s3.S3Connection(dict(params, retry_mode="standard", max_attempts=3), concurrency=4)
-    backend = _s3.BucketBackend(conn, concurrency=4, wait_timeout=wait_timeout)
-    specs = [_s3.BucketSpec(dict(params, tenant=t, purge_tags=True), "present") for t in ids]
+    conn = S3Connection(dict(params, retry_mode="standard", max_attempts=3), concurrency=4)
+    backend = BucketBackend(conn, concurrency=4, wait_timeout=wait_timeout)
+    specs = [BucketSpec(dict(params, tenant=t, purge_tags=True), "present") for t in ids]
     state = backend.read(specs)
     reads = dict(conn.calls)
     for spec in specs:

@@ -9,9 +9,16 @@ import jsonschema
 import pytest
 import yaml
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils import _k8s as k8s
-from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetError
-from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import TenantInputError
+import types
+
+from ansible_collections.harborfleet.fleet.plugins.module_utils import _common, _harbor_cluster, _harbor_spec, _k8s_client, _module, _tenant_secrets
+
+# The Kubernetes files' names under one prefix (k8s.X), as the tests read them.
+k8s = types.SimpleNamespace()
+for _source in (_common, _k8s_client, _tenant_secrets, _harbor_spec, _harbor_cluster, _module):
+    k8s.__dict__.update({name: value for name, value in vars(_source).items() if not name.startswith("__")})
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import TenantInputError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 CRDS = {"main": os.path.join(ROOT, "lab", "crds", "goharbor.io_harborclusters.yaml"),
@@ -552,7 +559,7 @@ class ScriptedApi:
 
 
 def test_client_retries_throttling_and_unavailable_then_reports(monkeypatch):
-    monkeypatch.setattr(k8s, "ApiException", FakeApiException)
+    monkeypatch.setattr(_k8s_client, "ApiException", FakeApiException)
     sleeps = []
     api = ScriptedApi([FakeApiException(429, {}, {"Retry-After": "1"}), FakeApiException(503, {}), {"ok": 1}])
     kube = k8s.KubeClient({}, api_client=api, sleep=sleeps.append)
@@ -565,7 +572,7 @@ def test_client_retries_throttling_and_unavailable_then_reports(monkeypatch):
 
 
 def test_apply_is_a_server_side_apply_with_our_field_manager(monkeypatch):
-    monkeypatch.setattr(k8s, "ApiException", FakeApiException)
+    monkeypatch.setattr(_k8s_client, "ApiException", FakeApiException)
     api = ScriptedApi([{}, {}])
     kube = k8s.KubeClient({}, api_client=api)
     manifest = build()
@@ -580,7 +587,7 @@ def test_apply_is_a_server_side_apply_with_our_field_manager(monkeypatch):
 
 
 def test_list_follows_continue_tokens(monkeypatch):
-    monkeypatch.setattr(k8s, "ApiException", FakeApiException)
+    monkeypatch.setattr(_k8s_client, "ApiException", FakeApiException)
     api = ScriptedApi([{"items": [1, 2], "metadata": {"continue": "t"}}, {"items": [3], "metadata": {}}])
     assert k8s.KubeClient({}, api_client=api).list("/api/v1/secrets", "list", "a=b") == [1, 2, 3]
     assert api.calls[1][2] == {"limit": 500, "labelSelector": "a=b", "continue": "t"}
@@ -786,7 +793,7 @@ def test_finalize_waits_for_the_readiness_rule_and_reports_conditions(main_crd, 
     backend, [plan] = converge(kube, [k8s.HarborClusterSpec(params())], wait=True, wait_timeout=3)
     live = kube.objects[k8s.cluster_path("harbor-acme", "acme")]
     live["status"] = cluster(3, 3, "unhealthy", Failed="True", DatabaseReady="False")["status"]
-    monkeypatch.setattr(k8s.time, "sleep", lambda s: None)
+    monkeypatch.setattr(_harbor_cluster.time, "sleep", lambda s: None)
     clock = FakeClock()
     monkeypatch.setattr(k8s, "poll", lambda f, d, t: real_poll(f, d, t, clock=clock.clock, sleep=clock.sleep))
     with pytest.raises(FleetError) as err:

@@ -5,7 +5,8 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import Plan
-from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetError, FleetModule
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetModule
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import Tenant
 
 TENANT_SPEC = dict(size=dict(type="int", default=1), secret=dict(type="str", no_log=True))
@@ -118,8 +119,11 @@ def test_a_tenant_that_fails_part_way_reports_what_it_changed(capsys):
             plan = Plan(spec.key)
             plan.add("first step", lambda _r: None)
             if spec.key == "half":
-                plan.add("second step", lambda _r: (_ for _ in ()).throw(FleetError("second step refused")))
+                plan.add("second step", refuse)
             return plan
+
+    def refuse(_resource):
+        raise FleetError("second step refused")
 
     result = run({"tenants": [{"tenant": "half"}]}, Backend({}), capsys)
     assert result["results"][0]["failed"] is True and result["results"][0]["changed"] is True

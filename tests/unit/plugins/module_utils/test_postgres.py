@@ -6,14 +6,16 @@ import os
 import pytest
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils import _postgres as pg
-from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetError
-from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import TenantInputError
+from ansible_collections.harborfleet.fleet.plugins.module_utils import _tenant_database as tdb
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import describe_error
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import TenantInputError
 
 
 def spec(**params):
     base = {"tenant": "acme", "password": "pw", "notary": False}
     base.update(params)
-    return pg.TenantDatabaseSpec(base, params.pop("state", "present"))
+    return tdb.TenantDatabaseSpec(base, params.pop("state", "present"))
 
 
 def test_scram_verifier_format_and_roundtrip():
@@ -68,7 +70,7 @@ def test_describe_error_for_missing_privilege():
         pgcode = pg.INSUFFICIENT_PRIVILEGE
         pgerror = "ERROR:  permission denied to create role"
 
-    assert "insufficient privilege: permission denied to create role" in pg.describe_error(FakePgError())
+    assert "insufficient privilege: permission denied to create role" in describe_error(FakePgError())
 
 
 def _script(path, body):
@@ -82,7 +84,7 @@ PARAMS = {"login_host": "127.0.0.1", "login_port": 5432, "login_user": "admin", 
 
 
 def test_a_dump_is_private_from_its_first_byte_and_verified(tmp_path):
-    from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres import dump_database
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres_backup import dump_database
     root = tmp_path / "backups"
     root.mkdir(mode=0o755)
     # The fake pg_dump records the mode of the file it is writing into, and that the password came by environment.
@@ -105,7 +107,7 @@ def test_a_dump_is_private_from_its_first_byte_and_verified(tmp_path):
     ("printf garbage", "echo 'input file does not appear to be a valid archive' >&2; exit 1", "failed verification"),
 ])
 def test_a_dump_that_fails_or_does_not_verify_leaves_nothing(tmp_path, dump_body, restore_body, message):
-    from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres import dump_database
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres_backup import dump_database
     pg_dump = _script(tmp_path / "pg_dump", dump_body)
     pg_restore = _script(tmp_path / "pg_restore", restore_body)
     root = tmp_path / "b"
@@ -116,7 +118,7 @@ def test_a_dump_that_fails_or_does_not_verify_leaves_nothing(tmp_path, dump_body
 
 @pytest.mark.parametrize("template", ["/etc/{tenant}.dump", "../{tenant}.dump", "{nope}.dump"])
 def test_backup_files_stay_inside_the_backup_dir(template):
-    from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres import check_backup_file
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres_backup import check_backup_file
     with pytest.raises(TenantInputError) as info:
         check_backup_file(template)
     assert info.value.field == "backup_file"

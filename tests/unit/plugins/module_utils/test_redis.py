@@ -4,8 +4,8 @@ import redis
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils import _redis as rd
 from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import apply_plan
-from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetError
-from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import TenantInputError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import TenantInputError
 
 S1, S2, S3 = ("10.0.0.1", 26379), ("10.0.0.2", 26379), ("10.0.0.3", 26379)
 SENTINELS = ["10.0.0.1:26379", "10.0.0.2:26379", "10.0.0.3:26379"]

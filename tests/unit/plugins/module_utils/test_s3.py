@@ -4,10 +4,14 @@ import json
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils import _s3 as s3
+from ansible_collections.harborfleet.fleet.plugins.module_utils import _s3_buckets as s3
+from ansible_collections.harborfleet.fleet.plugins.module_utils import _s3_client as s3_client
+from ansible_collections.harborfleet.fleet.plugins.module_utils import _s3_iam as s3_iam
+from ansible_collections.harborfleet.fleet.plugins.module_utils import _s3_settings as s3_settings
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import describe_error
 from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import apply_plan, plan_all
-from ansible_collections.harborfleet.fleet.plugins.module_utils._module import FleetError
-from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import TenantInputError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import TenantInputError
 
 ENDPOINT = "http://127.0.0.1:9"
 
@@ -313,49 +317,49 @@ def test_policy_normalisation_ignores_order_single_item_lists_and_condition_type
     b = {"Statement": {"Resource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*", "arn:aws:s3:::b"], "Principal": "*",
                        "Effect": "Allow", "Action": "s3:GetObject",
                        "Condition": {"NumericLessThan": {"s3:max-keys": "10"}}}, "Version": "2012-10-17"}
-    assert s3.normalise_policy(a) == s3.normalise_policy(b)
-    assert s3.normalise_policy(dict(a, Version="2008-10-17")) != s3.normalise_policy(b)
+    assert s3_client.normalise_policy(a) == s3_client.normalise_policy(b)
+    assert s3_client.normalise_policy(dict(a, Version="2008-10-17")) != s3_client.normalise_policy(b)
 
 
 def test_bucket_placeholder_is_replaced_everywhere():
     policy = {"Statement": [{"Resource": ["arn:aws:s3:::${bucket}", "arn:aws:s3:::${bucket}/*"]}]}
-    assert s3.substitute_bucket(policy, "harbor-acme") == {
+    assert s3_client.substitute_bucket(policy, "harbor-acme") == {
         "Statement": [{"Resource": ["arn:aws:s3:::harbor-acme", "arn:aws:s3:::harbor-acme/*"]}]}
 
 
 def test_tenant_policy_covers_only_the_bucket_and_its_objects():
-    policy = s3.tenant_policy("harbor-acme", s3.DEFAULT_CREDENTIAL_ACTIONS)
+    policy = s3_client.tenant_policy("harbor-acme", s3_iam.DEFAULT_CREDENTIAL_ACTIONS)
     (statement,) = policy["Statement"]
     assert statement["Effect"] == "Allow"
     assert statement["Resource"] == ["arn:aws:s3:::harbor-acme", "arn:aws:s3:::harbor-acme/*"]
-    assert s3.tenant_policy("b", ["s3:GetObject"], s3.arn_partition("cn-north-1"))["Statement"][0]["Resource"][0] \
+    assert s3_client.tenant_policy("b", ["s3:GetObject"], s3_client.arn_partition("cn-north-1"))["Statement"][0]["Resource"][0] \
         == "arn:aws-cn:s3:::b"
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:8333", "https://s3.example.net", "https://s3.example.net/"])
 def test_good_endpoint_urls(url):
-    assert s3.validate_endpoint_url(url, "endpoint_url") == url
+    assert s3_client.validate_endpoint_url(url, "endpoint_url") == url
 
 
 @pytest.mark.parametrize("url", ["127.0.0.1:8333", "ftp://host", "http://", "http://host:port",
                                  "https://host/some/path", "http://host?x=1"])
 def test_bad_endpoint_urls_name_the_field(url):
     with pytest.raises(TenantInputError) as err:
-        s3.validate_endpoint_url(url, "endpoint_url")
+        s3_client.validate_endpoint_url(url, "endpoint_url")
     assert err.value.field == "endpoint_url"
 
 
 def test_connection_checks_its_input_without_creating_a_client():
     with pytest.raises(TenantInputError) as err:
-        s3.S3Connection({"endpoint_url": "http://h:1", "iam_endpoint_url": "nope"})
+        s3_client.S3Connection({"endpoint_url": "http://h:1", "iam_endpoint_url": "nope"})
     assert err.value.field == "iam_endpoint_url"
     with pytest.raises(TenantInputError) as err:
-        s3.S3Connection({"endpoint_url": "http://h:1", "access_key": "AKIA"})
+        s3_client.S3Connection({"endpoint_url": "http://h:1", "access_key": "AKIA"})
     assert err.value.field == "secret_key"
     with pytest.raises(TenantInputError) as err:
-        s3.S3Connection({"endpoint_url": "http://h:1", "ca_bundle": "/nonexistent/ca.pem"})
+        s3_client.S3Connection({"endpoint_url": "http://h:1", "ca_bundle": "/nonexistent/ca.pem"})
     assert err.value.field == "ca_bundle"
-    conn = s3.S3Connection({"endpoint_url": "http://h:1", "retry_mode": "adaptive", "max_attempts": 7})
+    conn = s3_client.S3Connection({"endpoint_url": "http://h:1", "retry_mode": "adaptive", "max_attempts": 7})
     assert conn.iam_endpoint_url == "http://h:1"
     config = conn.config("s3")
     assert config.retries == {"mode": "adaptive", "max_attempts": 7}
@@ -363,17 +367,17 @@ def test_connection_checks_its_input_without_creating_a_client():
 
 
 def test_error_codes_from_s3_and_from_s3_style_iam_bodies():
-    assert s3.error_code(client_error("NoSuchBucket", 404)) == "NoSuchBucket"
-    assert s3.error_code(client_error("InvalidAccessKeyId", 403, top_level=True)) == "InvalidAccessKeyId"
-    assert s3.is_not_supported(client_error("NotImplemented", 501))
-    assert s3.is_not_supported(client_error("Whatever", 501))
-    assert not s3.is_not_supported(client_error("AccessDenied", 403))
+    assert s3_client.error_code(client_error("NoSuchBucket", 404)) == "NoSuchBucket"
+    assert s3_client.error_code(client_error("InvalidAccessKeyId", 403, top_level=True)) == "InvalidAccessKeyId"
+    assert s3_client.is_not_supported(client_error("NotImplemented", 501))
+    assert s3_client.is_not_supported(client_error("Whatever", 501))
+    assert not s3_client.is_not_supported(client_error("AccessDenied", 403))
 
 
 def test_error_descriptions_name_the_endpoint_and_never_guess_secrets():
-    text = s3.describe_error(client_error("SignatureDoesNotMatch", 403, "ListBuckets"), ENDPOINT)
+    text = describe_error(client_error("SignatureDoesNotMatch", 403, "ListBuckets"), ENDPOINT)
     assert ENDPOINT in text and "refused the credentials" in text and "secret_key" in text
-    text = s3.describe_error(EndpointConnectionError(endpoint_url=ENDPOINT), ENDPOINT)
+    text = describe_error(EndpointConnectionError(endpoint_url=ENDPOINT), ENDPOINT)
     assert "unreachable" in text
 
 
@@ -426,10 +430,10 @@ def test_rotation_and_key_deletion_imply_credentials():
 
 def test_lifecycle_keeps_foreign_rules_and_owns_its_own_by_id():
     foreign = {"ID": "keep-me", "Status": "Enabled", "Filter": {"Prefix": "tmp/"}, "Expiration": {"Days": 1}}
-    ours = s3.Lifecycle.rule("abort_incomplete_multipart_days", 3)
-    setting = s3.Lifecycle()
+    ours = s3_settings.Lifecycle.rule("abort_incomplete_multipart_days", 3)
+    setting = s3_settings.Lifecycle()
     desired = setting.desired(spec(abort_incomplete_multipart_days=7), [foreign, ours])
-    assert foreign in desired and s3.Lifecycle.rule("abort_incomplete_multipart_days", 7) in desired
+    assert foreign in desired and s3_settings.Lifecycle.rule("abort_incomplete_multipart_days", 7) in desired
     assert setting.view(desired) == {"abort_incomplete_multipart_days": 7, "noncurrent_version_expiration_days": None,
                                      "other_rules": ["keep-me"]}
     assert setting.desired(spec(abort_incomplete_multipart_days=0), [foreign, ours]) == [foreign]
@@ -438,13 +442,13 @@ def test_lifecycle_keeps_foreign_rules_and_owns_its_own_by_id():
 
 
 def test_a_hand_edited_module_rule_is_rewritten():
-    edited = dict(s3.Lifecycle.rule("abort_incomplete_multipart_days", 7), Status="Disabled")
-    view = s3.Lifecycle().view([edited])
+    edited = dict(s3_settings.Lifecycle.rule("abort_incomplete_multipart_days", 7), Status="Disabled")
+    view = s3_settings.Lifecycle().view([edited])
     assert view["abort_incomplete_multipart_days"] != 7
 
 
 def test_tags_purge_or_merge():
-    setting = s3.Tags()
+    setting = s3_settings.Tags()
     assert setting.desired(spec(tags={"a": "1"}), {"a": "0", "b": "2"}) == {"a": "1"}
     assert setting.desired(spec(tags={"a": "1"}, purge_tags=False), {"a": "0", "b": "2"}) == {"a": "1", "b": "2"}
     assert spec(tags={"n": 1, "t": True}).tags == {"n": "1", "t": "true"}

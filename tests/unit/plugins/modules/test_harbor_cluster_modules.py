@@ -6,7 +6,14 @@ import pytest
 import yaml
 from ansible.module_utils.testing import patch_module_args
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils import _k8s as k8s
+import types
+
+from ansible_collections.harborfleet.fleet.plugins.module_utils import _common, _harbor_cluster, _harbor_spec, _k8s_client, _module, _tenant_secrets
+
+# The Kubernetes files' names under one prefix (k8s.X), as the tests read them.
+k8s = types.SimpleNamespace()
+for _source in (_common, _k8s_client, _tenant_secrets, _harbor_spec, _harbor_cluster, _module):
+    k8s.__dict__.update({name: value for name, value in vars(_source).items() if not name.startswith("__")})
 from ansible_collections.harborfleet.fleet.plugins.modules import harbor_cluster, harbor_cluster_info
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
@@ -58,7 +65,8 @@ def fields(obj):
 @pytest.fixture
 def kube(monkeypatch):
     fake = FakeKube()
-    monkeypatch.setattr(k8s, "KubeClient", lambda params, pool_size=10: fake)
+    for module in (harbor_cluster, harbor_cluster_info):
+        monkeypatch.setattr(module, "KubeClient", lambda params, pool_size=10: fake)
     return fake
 
 

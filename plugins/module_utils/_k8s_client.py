@@ -1,0 +1,340 @@
+# -*- coding: utf-8 -*-
+# Copyright: harborfleet.fleet contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The Kubernetes client every Kubernetes file uses: connection options, one API client per run, raw JSON calls with
+retries for transient errors only, server-side apply with the ``harborfleet`` field manager, readable errors, and
+the comparison that tells whether a live object already matches what would be applied.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+
+try:
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+    from kubernetes.client.exceptions import ApiException
+    HAS_KUBERNETES = True
+    KUBERNETES_IMPORT_ERROR = None
+except ImportError as _exc:  # pragma: no cover - reported by the module
+    k8s_client = None
+    k8s_config = None
+
+    class ApiException(Exception):
+        """Stand-in so the except clauses below stay valid without the library."""
+    HAS_KUBERNETES = False
+    KUBERNETES_IMPORT_ERROR = _exc
+
+try:
+    from urllib3.exceptions import HTTPError as Urllib3Error
+except ImportError:  # pragma: no cover - urllib3 comes with kubernetes
+    Urllib3Error = OSError
+
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import RETRY_ATTEMPTS, FleetError, retry_delay
+
+FIELD_MANAGER = "harborfleet"
+TENANT_LABEL = "harborfleet.io/tenant"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_SELECTOR = f"{MANAGED_BY_LABEL}={FIELD_MANAGER}"
+SMALL_RUN = 100  # up to this many tenants, LISTs select them by id instead of the whole fleet
+RETRY_STATUSES = (429, 502, 503, 504)
+
+CONNECTION_SPEC = dict(
+    kubeconfig=dict(type="path"),
+    context=dict(type="str"),
+    host=dict(type="str"),
+    api_key=dict(type="str", no_log=True),
+    ca_cert=dict(type="path"),
+    validate_certs=dict(type="bool", default=True),
+    request_timeout=dict(type="int", default=30),
+)
+
+
+# --------------------------------------------------------------------------- errors
+
+class KubeApiError(FleetError):
+    """An API call the server refused, with the server's own message (never a request or response body)."""
+
+    def __init__(self, what, status, message, causes=None):
+        self.status = status
+        self.causes = causes or []
+        super().__init__(f"{what}: {message}" if what else message)
+
+
+class ConflictError(KubeApiError):
+    """Server-side apply found fields owned by another field manager."""
+
+
+def _status_of(exc):
+    """The Status object in an ApiException's body, or a minimal one."""
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+    except (TypeError, ValueError):
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    return body
+
+
+def api_error(exc, what):
+    """Turn an ApiException into a readable error; conflicts name the fields and the other managers."""
+    status = _status_of(exc)
+    code = getattr(exc, "status", None) or status.get("code")
+    message = status.get("message") or f"HTTP {code} {getattr(exc, 'reason', '') or ''}".strip()
+    causes = (status.get("details") or {}).get("causes") or []
+    if code == 409 and status.get("reason") == "Conflict" and causes:
+        owners = {}
+        for cause in causes:
+            match = re.search(r'conflict with "([^"]+)"', cause.get("message") or "")
+            owners.setdefault(match.group(1) if match else "another field manager", []).append(
+                (cause.get("field") or "?").lstrip("."))
+        text = "; ".join(f"{', '.join(fields)} managed by {manager!r}" for manager, fields in sorted(owners.items()))
+        return ConflictError(what, code, f"server-side apply conflict: {text}. Set force_conflicts: true to take "
+                                         "these fields over, or stop the other manager from setting them", causes)
+    return KubeApiError(what, code, message, causes)
+
+
+# --------------------------------------------------------------------------- comparing live and desired objects
+
+def b64(value):
+    return base64.b64encode(value.encode("utf-8")).decode("ascii")
+
+
+def _leaf_paths(obj, prefix=()):
+    if isinstance(obj, dict) and obj:
+        paths = []
+        for key, value in obj.items():
+            paths.extend(_leaf_paths(value, prefix + (key,)))
+        return paths
+    return [prefix]
+
+
+def is_subset(desired, live):
+    """Does ``live`` already hold every field of ``desired`` with the same value? (Lists are atomic.)"""
+    if isinstance(desired, dict):
+        return isinstance(live, dict) and all(key in live and is_subset(value, live[key])
+                                              for key, value in desired.items())
+    if isinstance(desired, list):
+        return isinstance(live, list) and len(desired) == len(live) and \
+            all(is_subset(d, item) for d, item in zip(desired, live))
+    if isinstance(desired, bool) or isinstance(live, bool):
+        return desired is live
+    if isinstance(desired, (int, float)) and isinstance(live, (int, float)):
+        return desired == live
+    return desired == live
+
+
+def _owned_leaves(fields, prefix=()):
+    out = set()
+    for key, sub in (fields or {}).items():
+        if key == ".":
+            out.add(prefix)
+        elif key.startswith("f:"):
+            path = prefix + (key[2:],)
+            if sub:
+                out |= _owned_leaves(sub, path)
+            else:
+                out.add(path)
+        else:  # k:/v:/i: members of an associative list: the list itself is what we compare
+            out.add(prefix)
+    return out
+
+
+def _all_paths(obj, prefix=()):
+    paths = {prefix}
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            paths |= _all_paths(value, prefix + (key,))
+    return paths
+
+
+def _compared(obj):
+    """The parts of a manifest that a field manager owns and we compare (not name, namespace, kind...)."""
+    meta = obj.get("metadata") or {}
+    out = {key: obj[key] for key in ("spec", "data", "type") if key in obj}
+    picked = {key: meta[key] for key in ("labels", "annotations") if meta.get(key)}
+    if picked:
+        out["metadata"] = picked
+    return out
+
+
+def pending_removals(live, desired, manager=FIELD_MANAGER):
+    """Fields our earlier applies set that the desired object no longer has: applying would remove them."""
+    have = _all_paths(_compared(desired))
+    removed = set()
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") != manager or entry.get("operation") != "Apply" or entry.get("subresource"):
+            continue
+        for path in _owned_leaves(entry.get("fieldsV1")):
+            if path and path not in have and path[0] in ("spec", "data", "type", "metadata"):
+                if path[0] == "metadata" and (len(path) < 2 or path[1] not in ("labels", "annotations")):
+                    continue
+                removed.add(path)
+    return sorted(".".join(path) for path in removed)
+
+
+def matches(live, desired, manager=FIELD_MANAGER):
+    """True when applying ``desired`` would change nothing (no false changes from managedFields or versions)."""
+    return live is not None and is_subset(_compared(desired), live) and not pending_removals(live, desired, manager)
+
+
+# --------------------------------------------------------------------------- the client
+
+def new_api_client(params, pool_size=10):
+    """One ApiClient from an explicit host + token, a kubeconfig (+ context) or the in-cluster service account."""
+    configuration = k8s_client.Configuration()
+    try:
+        if params.get("host"):
+            configuration.host = params["host"]
+            if params.get("api_key"):
+                configuration.api_key = {"authorization": "Bearer " + params["api_key"]}
+        elif params.get("kubeconfig") or params.get("context") or not _in_cluster():
+            k8s_config.load_kube_config(config_file=params.get("kubeconfig"), context=params.get("context"),
+                                        client_configuration=configuration, persist_config=False)
+        else:
+            k8s_config.load_incluster_config(client_configuration=configuration)
+    except (k8s_config.ConfigException, OSError, ValueError, TypeError) as exc:
+        raise FleetError(f"cannot load the Kubernetes client configuration: {exc}") from None
+    if params.get("ca_cert"):
+        configuration.ssl_ca_cert = params["ca_cert"]
+    if params.get("validate_certs") is False:
+        configuration.verify_ssl = False
+    configuration.connection_pool_maxsize = max(int(pool_size), 4)
+    return k8s_client.ApiClient(configuration)
+
+
+def _in_cluster():
+    import os
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+
+
+class KubeClient:
+    """Raw-JSON access to the API server: one ApiClient (thread-safe connection pool) per module run."""
+
+    def __init__(self, params, pool_size=10, api_client=None, sleep=time.sleep):
+        self.api = api_client or new_api_client(params, pool_size)
+        self.timeout = params.get("request_timeout") or 30
+        self.sleep = sleep
+        self.calls = 0
+
+    def close(self):
+        try:
+            self.api.close()
+        except Exception:  # pylint: disable=broad-except
+            pass  # best effort
+
+    def request(self, method, path, what, query=None, body=None, content_type="application/json"):
+        """One API call with retries for throttling and unavailable servers; returns parsed JSON."""
+        for attempt in range(1, RETRY_ATTEMPTS + 1):
+            self.calls += 1
+            try:
+                response = self.api.call_api(
+                    path, method, query_params=list(query or []),
+                    header_params={"Accept": "application/json", "Content-Type": content_type},
+                    body=body, auth_settings=["BearerToken"], _preload_content=False,
+                    _return_http_data_only=True, _request_timeout=self.timeout)
+                data = response.data
+                return json.loads(data) if data else {}
+            except ApiException as exc:
+                if exc.status in RETRY_STATUSES and attempt < RETRY_ATTEMPTS:
+                    self.sleep(_retry_after(exc, retry_delay(attempt)))
+                    continue
+                raise api_error(exc, what) from None
+            except Urllib3Error as exc:
+                if attempt < RETRY_ATTEMPTS:
+                    self.sleep(retry_delay(attempt))
+                    continue
+                raise FleetError(f"{what}: the Kubernetes API at {self.api.configuration.host} is unreachable: "
+                                 f"{type(exc).__name__}") from None
+        raise FleetError(f"{what}: gave up after {RETRY_ATTEMPTS} attempts")  # pragma: no cover
+
+    # reads
+    def get(self, path, what):
+        try:
+            return self.request("GET", path, what)
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, path, what, label_selector=None, page=500):
+        items, token = [], None
+        while True:
+            query = [("limit", page)]
+            if label_selector:
+                query.append(("labelSelector", label_selector))
+            if token:
+                query.append(("continue", token))
+            result = self.request("GET", path, what, query)
+            items.extend(result.get("items") or [])
+            token = (result.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+
+    # writes
+    def apply(self, manifest, force=False, dry_run=False):
+        """Server-side apply of ``manifest`` with the collection's field manager; returns the resulting object."""
+        query = [("fieldManager", FIELD_MANAGER), ("fieldValidation", "Strict")]
+        if force:
+            query.append(("force", "true"))
+        if dry_run:
+            query.append(("dryRun", "All"))
+        return self.request("PATCH", object_path(manifest), describe_object(manifest), query, manifest,
+                            "application/apply-patch+yaml")
+
+    def create_dry_run(self, manifest, namespace):
+        """Validate ``manifest`` by a dry-run create under a generated name in ``namespace`` (nothing is stored)."""
+        meta = manifest["metadata"]
+        body = dict(manifest, metadata={"generateName": f"{meta['name']}-", "namespace": namespace,
+                                        "labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}})
+        return self.request("POST", collection_path(manifest["apiVersion"], manifest["kind"], namespace),
+                            describe_object(manifest),
+                            [("dryRun", "All"), ("fieldValidation", "Strict"), ("fieldManager", FIELD_MANAGER)],
+                            body)
+
+    def delete(self, path, what):
+        try:
+            return self.request("DELETE", path, what, body={"propagationPolicy": "Background"})
+        except KubeApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+
+def _retry_after(exc, default):
+    for key, value in (getattr(exc, "headers", None) or {}).items():
+        if key.lower() == "retry-after":
+            try:
+                return min(float(value), 10.0)
+            except ValueError:
+                break
+    return default
+
+
+def collection_path(api_version, kind, namespace=None):
+    """The REST path of a kind's objects (in a namespace): core kinds under /api, others under /apis; the plural is
+    the lower-cased kind plus "s", which holds for every kind the collection writes."""
+    root = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    return f"{root}{scope}/{kind.lower()}s"
+
+
+def object_path(manifest):
+    meta = manifest["metadata"]
+    return f"{collection_path(manifest['apiVersion'], manifest['kind'], meta.get('namespace'))}/{meta['name']}"
+
+
+def describe_object(manifest):
+    meta = manifest["metadata"]
+    where = f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta.get("name")
+    return f"{manifest['kind']} {where}"
+
+
+def tenant_selector(tenant_ids):
+    """One label selector for a set of tenants (small runs) or the whole managed fleet."""
+    if tenant_ids and len(tenant_ids) <= SMALL_RUN:
+        return f"{TENANT_LABEL} in ({','.join(sorted(tenant_ids))})"
+    return MANAGED_BY_SELECTOR
