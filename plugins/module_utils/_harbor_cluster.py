@@ -17,11 +17,12 @@ from ansible_collections.harborfleet.fleet.plugins.module_utils._common import (
 from ansible_collections.harborfleet.fleet.plugins.module_utils._harbor_spec import (
     API_VERSION, CRD_NAME, HARBOR_CLASS_ANNOTATION, KIND, CrdSchema, build_cluster, fit_to_schema)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import (
-    FIELD_MANAGER, MANAGED_BY_SELECTOR, TENANT_LABEL, KubeApiError, KubeClient, collection_path, describe_object, matches, pending_removals,
+    MANAGED_BY_SELECTOR, TENANT_LABEL, KubeApiError, KubeClient, collection_path, matches, pending_removals,
     tenant_selector)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import Tenant, generate_password
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant_secrets import (
-    SECRET_KEYS, SECRET_OPTIONS, build_namespace, build_secret)
+    SECRET_KEYS, SECRET_OPTIONS, build_namespace, plan_apply, plan_secret)
+
 
 # --------------------------------------------------------------------------- readiness and waiting
 
@@ -262,16 +263,10 @@ class HarborClusterBackend:
         return plan
 
     def _add_apply(self, plan, action, manifest):
-        force = self.force
-
-        def apply(_resource):
-            self.kube.apply(manifest, force=force)
-
-        plan.add(action, apply, f"server-side apply {describe_object(manifest)} (field manager {FIELD_MANAGER}"
-                                f"{', force' if force else ''})")
+        plan_apply(plan, self.kube, action, manifest, self.force)
 
     def _plan_present(self, spec, state, plan):
-        namespace = build_namespace(spec)
+        namespace = build_namespace(spec.tenant)
         ns_live = state.namespace
         if ns_live is not None and ns_live["metadata"].get("deletionTimestamp"):
             raise FleetError(f"namespace {spec.namespace} is being deleted (Terminating); nothing can be created in "
@@ -318,12 +313,13 @@ class HarborClusterBackend:
                 if state.namespace is not None else None  # not labelled by us: look before asking for a value
         keys = SECRET_KEYS[purpose]
         live_data = (live or {}).get("data") or {}
+        generated = False
         if value is None:
             if live is None:
                 if purpose != "admin":
                     raise TenantInputError(SECRET_OPTIONS[purpose], f"is required to create Secret "
                                                                     f"{spec.namespace}/{name}")
-                value = generate_password()
+                value, generated = generate_password(), True
             else:
                 missing = [key for key in keys if key not in live_data]
                 if missing:
@@ -333,21 +329,12 @@ class HarborClusterBackend:
                 plan.before["secrets"][name] = dict(view)
                 plan.after["secrets"][name] = view
                 return "unchanged"
-        manifest = build_secret(spec, purpose, value, (live or {}).get("type"))
-        if live is None:
-            plan.before["secrets"][name] = None
-            plan.after["secrets"][name] = {key: "created" for key in keys}
-            self._add_apply(plan, f"create Secret {spec.namespace}/{name}"
-                                  f"{' (generated password)' if purpose == 'admin' else ''}", manifest)
-            return "created"
-        key_states = {key: "unchanged" if live_data.get(key) == manifest["data"][key] else "changed" for key in keys}
-        plan.before["secrets"][name] = {key: "unchanged" if s == "unchanged" else "(previous value)"
-                                        for key, s in key_states.items()}
+        state_of, key_states = plan_secret(plan, self.kube, spec.tenant, purpose, value, live,
+                                           " (generated password)" if generated else "", self.force)
+        plan.before["secrets"][name] = None if live is None else {
+            key: "unchanged" if s == "unchanged" else "(previous value)" for key, s in key_states.items()}
         plan.after["secrets"][name] = key_states
-        if not matches(live, manifest):
-            self._add_apply(plan, f"update Secret {spec.namespace}/{name}", manifest)
-            return "changed" if "changed" in key_states.values() else "unchanged"
-        return "unchanged"
+        return state_of
 
     def _plan_absent(self, spec, state, plan):
         live = state.cluster

@@ -35,17 +35,42 @@ SECRET_OPTIONS = {"database": "database.password", "cache": "cache.password", "a
                   "storage": "storage.secret_key"}
 
 
-def build_namespace(spec):
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": spec.namespace, "labels": dict(spec.labels)}}
+def build_namespace(tenant):
+    """The tenant's namespace, labelled with its id (how every LIST finds the fleet's objects)."""
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": tenant.namespace, "labels": tenant.labels}}
 
 
-def build_secret(spec, purpose, value, secret_type=None):
+def build_secret(tenant, purpose, value, secret_type=None):
     """The Secret for ``purpose`` with the operator's data keys; ``secret_type`` keeps an existing (immutable) type."""
     return {"apiVersion": "v1", "kind": "Secret",
-            "metadata": {"name": spec.tenant.secret_name(purpose), "namespace": spec.namespace,
-                         "labels": dict(spec.labels)},
+            "metadata": {"name": tenant.secret_name(purpose), "namespace": tenant.namespace, "labels": tenant.labels},
             "type": secret_type or SECRET_TYPES[purpose],
             "data": {key: b64(value) for key in SECRET_KEYS[purpose]}}
+
+
+def plan_apply(plan, kube, action, manifest, force=False):
+    """Add a server-side apply of ``manifest`` to ``plan`` (the record names the object, never its data)."""
+    plan.add(action, lambda _resource: kube.apply(manifest, force=force),
+             f"server-side apply {describe_object(manifest)} (field manager {FIELD_MANAGER}{', force' if force else ''})")
+
+
+def plan_secret(plan, kube, tenant, purpose, value, live, note="", force=False):
+    """The one code path that writes a tenant's Secret: add the apply of ``value`` to ``plan`` when ``live`` differs.
+
+    Returns the Secret's state (created, changed or unchanged) and each data key's; never a value.
+    """
+    manifest = build_secret(tenant, purpose, value, (live or {}).get("type"))
+    where = f"{tenant.namespace}/{tenant.secret_name(purpose)}"
+    keys = SECRET_KEYS[purpose]
+    if live is None:
+        plan_apply(plan, kube, f"create Secret {where}{note}", manifest, force)
+        return "created", {key: "created" for key in keys}
+    live_data = live.get("data") or {}
+    key_states = {key: "unchanged" if live_data.get(key) == manifest["data"][key] else "changed" for key in keys}
+    if matches(live, manifest):
+        return "unchanged", key_states
+    plan_apply(plan, kube, f"update Secret {where}", manifest, force)
+    return ("changed" if "changed" in key_states.values() else "unchanged"), key_states
 
 
 SECRET_PURPOSES = tuple(SECRET_KEYS)
@@ -120,11 +145,10 @@ class TenantSecretsBackend:
     def plan(self, spec, state):
         plan = Plan(spec.key, record_key=self.record_key)
         plan.result["namespace"] = spec.namespace
-        namespace = {"apiVersion": "v1", "kind": "Namespace",
-                     "metadata": {"name": spec.namespace, "labels": spec.labels}}
+        namespace = build_namespace(spec.tenant)
         if state["namespace"] is None or not matches(state["namespace"], namespace):
-            self._apply(plan, f"{'create' if state['namespace'] is None else 'label'} namespace {spec.namespace}",
-                        namespace)
+            plan_apply(plan, self.kube, f"{'create' if state['namespace'] is None else 'label'} namespace "
+                                        f"{spec.namespace}", namespace)
         states = {}
         for purpose in dict.fromkeys(spec.ensure + list(spec.values) + spec.rotate):
             live = state["secrets"].get(purpose)
@@ -135,16 +159,7 @@ class TenantSecretsBackend:
                 value = generate_password()
             else:
                 value = current
-            name = spec.tenant.secret_name(purpose)
-            manifest = build_secret(spec, purpose, value, (live or {}).get("type"))
-            if live is None:
-                states[purpose] = "created"
-                self._apply(plan, f"create Secret {spec.namespace}/{name}", manifest)
-            elif not matches(live, manifest):
-                states[purpose] = "unchanged" if value == current else "changed"
-                self._apply(plan, f"update Secret {spec.namespace}/{name}", manifest)
-            else:
-                states[purpose] = "unchanged"
+            states[purpose] = plan_secret(plan, self.kube, spec.tenant, purpose, value, live)[0]
         plan.before = {"secrets": {p: None if state["secrets"].get(p) is None else "(current value)" for p in states}}
         plan.after = {"secrets": dict(states)}
         plan.result["secrets"] = states
@@ -154,9 +169,6 @@ class TenantSecretsBackend:
                                if purpose in states or state["secrets"].get(purpose) is not None}
         return plan
 
-    def _apply(self, plan, action, manifest):
-        plan.add(action, lambda _resource: self.kube.apply(manifest),
-                 f"server-side apply {describe_object(manifest)} (field manager {FIELD_MANAGER})")
 
 
 def read_tenant_passwords(kube, tenant_ids):

@@ -324,18 +324,18 @@ def test_absent_needs_no_spec_options():
 
 def test_secrets_carry_the_operators_data_keys_and_types():
     spec = k8s.HarborClusterSpec(params())
-    db = k8s.build_secret(spec, "database", "pw")
+    db = k8s.build_secret(spec.tenant, "database", "pw")
     assert db["metadata"] == {"name": "acme-database", "namespace": "harbor-acme", "labels": spec.labels}
     assert db["type"] == "goharbor.io/postgresql"
     assert {k: base64.b64decode(v).decode() for k, v in db["data"].items()} == {
         "postgres-password": "pw", "postgresql-password": "pw"}
-    assert list(k8s.build_secret(spec, "cache", "x")["data"]) == ["redis-password"]
-    assert k8s.build_secret(spec, "cache", "x")["type"] == "goharbor.io/redis"
+    assert list(k8s.build_secret(spec.tenant, "cache", "x")["data"]) == ["redis-password"]
+    assert k8s.build_secret(spec.tenant, "cache", "x")["type"] == "goharbor.io/redis"
     for purpose in ("admin", "storage"):
-        secret = k8s.build_secret(spec, purpose, "x")
+        secret = k8s.build_secret(spec.tenant, purpose, "x")
         assert (list(secret["data"]), secret["type"]) == (["secret"], "goharbor.io/single")
-    assert k8s.build_secret(spec, "admin", "x", "Opaque")["type"] == "Opaque"
-    assert k8s.build_namespace(spec) == {"apiVersion": "v1", "kind": "Namespace",
+    assert k8s.build_secret(spec.tenant, "admin", "x", "Opaque")["type"] == "Opaque"
+    assert k8s.build_namespace(spec.tenant) == {"apiVersion": "v1", "kind": "Namespace",
                                          "metadata": {"name": "harbor-acme", "labels": spec.labels}}
 
 
