@@ -23,7 +23,7 @@ options:
     description:
       - The administrative role the module connects as.
       - It needs CREATEROLE and CREATEDB. Password changes are only detected when it can read C(pg_authid)
-        (a superuser); otherwise see O(update_password).
+        (a superuser); otherwise see the module's C(update_password) option, where it has one.
     type: str
     default: postgres
     aliases: [user]

@@ -197,7 +197,7 @@ class BackupSpec:
         self.prefix = validate_db_prefix(params.get("prefix") or self.tenant.db_prefix, "prefix")
         self.databases = self.tenant.databases(bool(params.get("notary")), self.prefix)
         self.paths = {name: os.path.join(backup_dir, backup_file.format(tenant=self.tenant.id, database=name,
-                                                                         timestamp=timestamp))
+                                                                        timestamp=timestamp))
                       for name in self.databases}
 
 

@@ -443,7 +443,7 @@ ARGUMENT_SPEC = dict(
     s3.CONNECTION_SPEC,
     state=dict(type="str", default="present", choices=["present", "absent"]),
     bucket_prefix=dict(type="str", default="harbor-"),
-    secret_store=dict(type="dict", options=k8s.CONNECTION_SPEC),
+    secret_store=dict(type="dict", no_log=False, options=k8s.CONNECTION_SPEC),
     force=dict(type="bool", default=False),
     wait_timeout=dict(type="int", default=60),
 )

@@ -1,13 +1,8 @@
 """tenant_bucket against the lab's real SeaweedFS (S3 + IAM): check → real → again, read back through boto3."""
 import json
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
-from conftest import ROOT
 
 MODULE = "tenant_bucket"
 

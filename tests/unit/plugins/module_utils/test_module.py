@@ -118,8 +118,11 @@ def test_a_tenant_that_fails_part_way_reports_what_it_changed(capsys):
             plan = Plan(spec.key)
             plan.add("first step", lambda _r: None)
             if spec.key == "half":
-                plan.add("second step", lambda _r: (_ for _ in ()).throw(FleetError("second step refused")))
+                plan.add("second step", refuse)
             return plan
+
+    def refuse(_resource):
+        raise FleetError("second step refused")
 
     result = run({"tenants": [{"tenant": "half"}]}, Backend({}), capsys)
     assert result["results"][0]["failed"] is True and result["results"][0]["changed"] is True
