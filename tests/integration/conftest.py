@@ -46,17 +46,17 @@ def write_fleet(fleet_dir, ids, version="2.6.4", redis_port_base=31680, bucket_p
     """A fleet file on the lab's services (and the inventory source that reads it) in ``fleet_dir``."""
     import yaml
     with open(os.path.join(str(lab_module.LAB), "env.json"), encoding="utf-8") as handle:
-        lab = json.load(handle)
+        env = json.load(handle)
     fleet = {
         "defaults": {"plan": "small", "region": "lab", "harbor_version": version, "domain": domain},
         "plans": {"small": {"redis_maxmemory": "16mb"}},
         "tiers": {
-            "postgres": [{"name": "lab-pg", "host": lab["LAB_PG_HOST"], "port": int(lab["LAB_PG_PORT"]),
+            "postgres": [{"name": "lab-pg", "host": env["LAB_PG_HOST"], "port": int(env["LAB_PG_PORT"]),
                           "ssl_mode": "disable"}],
             "sentinel_groups": [{"name": "lab-sg", "sentinels": ["127.0.0.1:31580", "127.0.0.1:31581",
                                                                  "127.0.0.1:31582"],
                                  "capacity": 20, "redis_port_base": redis_port_base}],
-            "s3": [{"name": "lab-s3", "endpoint": lab["LAB_S3_ENDPOINT"], "region": lab["LAB_S3_REGION"],
+            "s3": [{"name": "lab-s3", "endpoint": env["LAB_S3_ENDPOINT"], "region": env["LAB_S3_REGION"],
                     "bucket_prefix": bucket_prefix}],
         },
         "tenants": [{"id": tid} for tid in ids],
