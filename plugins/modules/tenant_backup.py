@@ -25,7 +25,6 @@ author:
 extends_documentation_fragment:
   - harborfleet.fleet.postgres
   - harborfleet.fleet.batch
-  - harborfleet.fleet.attributes
 attributes:
   check_mode:
     support: full
@@ -33,6 +32,10 @@ attributes:
   diff_mode:
     support: full
     description: The diff lists the files a run writes.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs where the PostgreSQL server is reachable and the backup directory is, usually the controller.
 options:
   tenant:
     description: The tenant id (single form). Mutually exclusive with O(tenants).
