@@ -8,6 +8,14 @@ from __future__ import annotations
 
 class ModuleDocFragment:
     DOCUMENTATION = r"""
+attributes:
+  action_group:
+    description:
+      - Use C(group/harborfleet.fleet.postgres) in C(module_defaults) to set the PostgreSQL connection options once for
+        every module of the group.
+    support: full
+    membership:
+      - harborfleet.fleet.postgres
 options:
   login_host:
     description: Host name or IP address of the PostgreSQL server.

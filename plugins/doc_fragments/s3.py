@@ -8,6 +8,14 @@ from __future__ import annotations
 
 class ModuleDocFragment:
     DOCUMENTATION = r"""
+attributes:
+  action_group:
+    description:
+      - Use C(group/harborfleet.fleet.s3) in C(module_defaults) to set the S3 connection options once for
+        every module of the group.
+    support: full
+    membership:
+      - harborfleet.fleet.s3
 options:
   endpoint_url:
     description:

@@ -8,14 +8,21 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
-    FleetError, batches, retired_keys, storage_keys)
+    FleetError, batches, member_settings, retired_keys, storage_keys)
 
 
-def fleet_batches(tenants, kind, secrets=None, keys=None, versions=None):
+def fleet_batches(tenants, kind, secrets=None, keys=None, versions=None, extra=None, items=None):
     try:
-        return batches(tenants, kind, secrets, keys, versions)
+        return batches(tenants, kind, secrets, keys, versions, extra, items)
     except (FleetError, KeyError, TypeError, ValueError) as exc:
         raise AnsibleFilterError(f"fleet_batches({kind}): {exc}") from None
+
+
+def fleet_member(member, kind, logins=None):
+    try:
+        return member_settings(member, kind, logins)
+    except (FleetError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"fleet_member({kind}): {exc}") from None
 
 
 def fleet_storage_keys(bucket_results):
@@ -34,5 +41,5 @@ def fleet_retired_keys(bucket_results):
 
 class FilterModule:
     def filters(self):
-        return {"fleet_batches": fleet_batches, "fleet_storage_keys": fleet_storage_keys,
+        return {"fleet_batches": fleet_batches, "fleet_member": fleet_member, "fleet_storage_keys": fleet_storage_keys,
                 "fleet_retired_keys": fleet_retired_keys}

@@ -64,12 +64,7 @@ import re
 from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
 
-try:
-    import yaml
-except ImportError:  # pragma: no cover - ansible-core depends on PyYAML
-    yaml = None
-
-from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import Fleet, FleetError, placement_path
+from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import FleetError, load_fleet
 
 
 def _group_name(prefix, value):
@@ -133,20 +128,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             self._add_host_to_composed_groups(self.get_option("groups"), hostvars, host, strict=strict)
             self._add_host_to_keyed_groups(self.get_option("keyed_groups"), hostvars, host, strict=strict)
 
-    def _load_fleet(self, fleet_path):
+    @staticmethod
+    def _load_fleet(fleet_path):
         try:
-            with open(fleet_path, encoding="utf-8") as handle:
-                data = yaml.safe_load(handle)
-            recorded = None
-            sidecar = placement_path(fleet_path)
-            if os.path.exists(sidecar):
-                with open(sidecar, encoding="utf-8") as handle:
-                    recorded = yaml.safe_load(handle)
-            return Fleet(data, recorded)
-        except (OSError, yaml.YAMLError) as exc:
-            raise AnsibleParserError(f"cannot read fleet file {fleet_path}: {exc}") from None
+            return load_fleet(fleet_path)[0]
         except FleetError as exc:
-            raise AnsibleParserError(f"{fleet_path}: {exc}") from None
+            raise AnsibleParserError(str(exc)) from None
 
     def _live_status(self, fleet):
         from ansible_collections.harborfleet.fleet.plugins.module_utils._harbor_cluster import fleet_status

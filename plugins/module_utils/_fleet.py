@@ -29,22 +29,48 @@ import copy
 import os
 from urllib.parse import urlparse
 
+try:
+    import yaml
+    YAML_LOADER = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader  # the C loader is ~5x faster
+except ImportError:  # pragma: no cover - ansible-core depends on PyYAML
+    yaml = None
+
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError, TenantInputError
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
-    Tenant, validate_dns_label, validate_tenant_id)
+    DEFAULT_BUCKET_PREFIX, DEFAULT_CAPACITY, DEFAULT_PG_PORT, DEFAULT_PG_SSL_MODE, DEFAULT_REDIS_PORT_BASE,
+    DEFAULT_S3_REGION, DEFAULT_S3_WAIT_TIMEOUT, Tenant, validate_dns_label, validate_tenant_id)
 
 PLACED_TIERS = ("postgres", "sentinel_groups")
 PLACEMENT_KEYS = {"postgres": "postgres", "sentinel_groups": "sentinel_group"}
 TENANT_KEYS = {"id", "plan", "region", "harbor_version", "external_url", "placement", "overrides", "notary",
                "labels"}
-DEFAULT_CAPACITY = {"postgres": 500, "sentinel_groups": 120}
-DEFAULT_REDIS_PORT_BASE = 7000
 
 
 def placement_path(fleet_path):
     """The placement record beside a fleet file: fleet.yml → fleet.placement.yml."""
     root, ext = os.path.splitext(fleet_path)
     return (root if ext in (".yml", ".yaml") else fleet_path) + ".placement.yml"
+
+
+def load_yaml(path, what):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=YAML_LOADER)  # nosec - a safe loader
+    except OSError as exc:
+        raise FleetError(f"cannot read {what} {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise FleetError(f"{what} {path} is not valid YAML: {exc}") from None
+
+
+def load_fleet(fleet_path, record_path=None):
+    """The fleet file and its placement record (``<fleet>.placement.yml`` unless given): ``(Fleet, record)``."""
+    record_path = record_path or placement_path(fleet_path)
+    recorded = load_yaml(record_path, "placement record") if os.path.exists(record_path) else None
+    data = load_yaml(fleet_path, "fleet file")
+    try:
+        return Fleet(data, recorded), recorded
+    except FleetError as exc:
+        raise FleetError(f"{fleet_path}: {exc}") from None
 
 
 class Fleet:
@@ -234,9 +260,9 @@ class Fleet:
         tid = tenant["id"]
         chosen = placement.get(tid, {})
         s3 = self.tiers["s3"][0] if self.tiers["s3"] else {}
-        model = Tenant(tid, bucket_prefix=s3.get("bucket_prefix", "harbor-"))
+        model = Tenant(tid, bucket_prefix=s3.get("bucket_prefix", DEFAULT_BUCKET_PREFIX))
         domain = self.defaults.get("domain")
-        external_url = tenant.get("external_url") or (f"https://{tid}.{domain}" if domain else None)
+        external_url = tenant.get("external_url") or (model.external_url(domain) if domain else None)
         out = {
             "harbor_tenant": tid,
             "harbor_plan": tenant.get("plan"),
@@ -278,22 +304,26 @@ def _require(values, tenant, purpose, what):
     return value
 
 
-def batches(tenants, kind, secrets=None, storage_keys=None, versions=None):
+def batches(tenants, kind, secrets=None, storage_keys=None, versions=None, extra=None, items=None):
     """Group tenants (inventory host variables) into one module call per tier member.
 
     Returns ``[{"member": <tier member>, "tenants": [<items for the module's tenants option>]}]`` in member order.
-    ``secrets`` maps tenant → passwords (from ``tenant_secrets``); ``storage_keys`` maps tenant → S3 access key id;
-    ``versions`` maps tenant → the Harbor version it runs now: a tenant whose wanted version differs keeps it (the
-    ``harbor_upgrading`` flag says so) because version changes roll out in gated batches (upgrade_fleet.yml), never
-    all at once. Tier connection details stay in ``member``; items only carry what differs per tenant.
+    ``secrets`` maps tenant → passwords (the ``tenant_passwords`` lookup); ``storage_keys`` maps tenant → S3 access
+    key id; ``versions`` maps tenant → the Harbor version it runs now: a tenant whose wanted version differs keeps it
+    because version changes roll out in gated batches (upgrade_fleet.yml), never all at once. ``extra`` is merged
+    into every item; ``items`` (dicts with a ``tenant``) are merged into their tenant's item, and tenants without
+    one are left out. Tier connection details stay in ``member``; items only carry what differs per tenant.
     """
     if kind not in BATCH_KINDS:
         raise FleetError(f"unknown batch kind {kind!r} (one of {', '.join(BATCH_KINDS)})")
     secrets = secrets or {}
     storage_keys = storage_keys or {}
+    only = None if items is None else {item["tenant"]: item for item in items}
     groups = {}
     for host in tenants:
         tid = host["harbor_tenant"]
+        if only is not None and tid not in only:
+            continue
         if not host.get("harbor_placement_recorded", True):
             raise FleetError(f"tenant {tid!r}: placement not recorded yet; run harborfleet.fleet.fleet_placement")
         plan = host.get("harbor_plan_settings") or {}
@@ -328,6 +358,8 @@ def batches(tenants, kind, secrets=None, storage_keys=None, versions=None):
             running = (versions or {}).get(tid)
             if running and running != item["version"]:
                 item["version"] = running
+        item.update(extra or {})
+        item.update((only or {}).get(tid) or {})
         groups.setdefault(member["name"], {"member": member, "tenants": []})["tenants"].append(item)
     return [groups[name] for name in sorted(groups)]
 
@@ -340,26 +372,63 @@ def _cluster_item(host, plan, storage_keys):
     if not external_url:
         raise FleetError(f"tenant {tid!r}: no external_url (set it, or defaults.domain in the fleet file)")
     ingress_host = urlparse(external_url).hostname
+    model = Tenant(tid)
     item = {
         "version": host["harbor_version"],
         "external_url": external_url,
-        "expose": {"host": ingress_host},
-        "database": {"host": postgres["host"], "port": int(postgres.get("port", 5432)),
-                     "ssl_mode": postgres.get("ssl_mode", "prefer")},
+        "expose": {"host": ingress_host, "tls_secret": model.tls_secret},
+        "database": {"host": postgres["host"], "port": int(postgres.get("port", DEFAULT_PG_PORT)),
+                     "ssl_mode": postgres.get("ssl_mode", DEFAULT_PG_SSL_MODE)},
         "cache": {"host": sentinel_host, "port": int(sentinel_port)},
-        "storage": {"region": s3.get("region", "us-east-1"), "endpoint": s3.get("endpoint"),
+        "storage": {"region": s3.get("region", DEFAULT_S3_REGION), "endpoint": s3.get("endpoint"),
                     "access_key": storage_keys.get(tid)},
     }
     item["storage"] = {k: v for k, v in item["storage"].items() if v is not None}
-    item["bucket_prefix"] = s3.get("bucket_prefix", "harbor-")
+    item["bucket_prefix"] = s3.get("bucket_prefix", DEFAULT_BUCKET_PREFIX)
     for option in ("replicas", "core_max_idle_connections", "core_max_open_connections", "log_level"):
         if plan.get(option) is not None:
             item[option] = plan[option]
     if host.get("harbor_notary"):
-        item["notary"] = {"enabled": True, "host": f"notary.{ingress_host}"}
+        item["notary"] = {"enabled": True, "host": Tenant.notary_host(ingress_host)}
     if host.get("harbor_overrides"):
         item["spec_overrides"] = host["harbor_overrides"]
     return item
+
+
+MEMBER_KINDS = ("s3", "postgres")
+
+
+def member_settings(member, kind, logins=None):
+    """A tier member's connection as module options: its own values over the defaults table, plus its admin login
+    from ``logins`` (member name → {access_key, secret_key} for S3, {user, password} for PostgreSQL)."""
+    if kind not in MEMBER_KINDS:
+        raise FleetError(f"unknown tier kind {kind!r} (one of {', '.join(MEMBER_KINDS)})")
+    if not isinstance(member, dict) or not member.get("name"):
+        raise FleetError(f"a {kind} tier member needs a name")
+    login = (logins or {}).get(member["name"]) or {}
+    if not isinstance(login, dict):
+        raise FleetError(f"the admin login of {kind} member {member['name']!r} must be a mapping")
+    if kind == "s3":
+        prefix, wait = member.get("bucket_prefix"), member.get("wait_timeout")
+        return {"endpoint_url": member.get("endpoint") or None, "region": member.get("region") or DEFAULT_S3_REGION,
+                "bucket_prefix": DEFAULT_BUCKET_PREFIX if prefix is None else prefix,
+                "wait_timeout": DEFAULT_S3_WAIT_TIMEOUT if wait is None else int(wait),
+                "access_key": login.get("access_key") or None, "secret_key": login.get("secret_key") or None}
+    return {"login_host": member.get("host"), "login_port": int(member.get("port") or DEFAULT_PG_PORT),
+            "ssl_mode": member.get("ssl_mode") or DEFAULT_PG_SSL_MODE, "ca_cert": member.get("ca_cert") or None,
+            "login_user": login.get("user") or None, "login_password": login.get("password") or None}
+
+
+def tenant_results(results):
+    """Per-tenant results from a list-form call's ``results``, or from a loop of such calls (one per tier member,
+    each registered item holding its own ``results``): the members' results are kept, never overwritten."""
+    out = []
+    for result in results or []:
+        if "tenant" not in result and isinstance(result.get("results"), list):
+            out.extend(tenant_results(result["results"]))
+        elif "tenant" in result:
+            out.append(result)
+    return out
 
 
 def storage_keys(bucket_results):
@@ -369,7 +438,7 @@ def storage_keys(bucket_results):
     rotation is half done: an error naming the tenant, rather than a guess.
     """
     keys = {}
-    for result in bucket_results:
+    for result in tenant_results(bucket_results):
         tid = result["tenant"]
         if result.get("access_key_id"):
             keys[tid] = result["access_key_id"]
@@ -384,7 +453,7 @@ def storage_keys(bucket_results):
 def retired_keys(bucket_results):
     """tenant_bucket items deleting every key but the one a rotation run has just created (per tenant)."""
     items = []
-    for result in bucket_results:
+    for result in tenant_results(bucket_results):
         new = result.get("access_key_id")
         old = [key for key in result.get("access_keys") or [] if key != new]
         if new and old:

@@ -44,14 +44,12 @@ from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import Pl
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import (
     REDACTED, FleetError, TenantInputError, describe_error, register_errors)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
-    Tenant, is_url_safe_password, validate_master_set)
+    DEFAULT_CAPACITY, Tenant, is_url_safe_password, validate_master_set)
 
 # A sentinel pings a master every second; no valid reply for this long means its link is not working.
 UNHEALTHY_PING_MS = 3000
 # ("disconnected" alone is not a sign: it shows for a moment whenever a sentinel re-creates a link)
 UNHEALTHY_FLAGS = ("s_down", "o_down")
-# Master sets a group of sentinels monitors before it is full (see docs/redis-sizing.md for the measurements).
-DEFAULT_CAPACITY = 150
 DEFAULTS = {"down-after-milliseconds": 30000, "failover-timeout": 180000, "parallel-syncs": 1}
 # option name -> the field of SENTINEL MASTER(S) and the argument of SENTINEL SET
 SETTINGS = (("quorum", "quorum"), ("down_after_milliseconds", "down-after-milliseconds"),
@@ -66,7 +64,7 @@ CONNECTION_SPEC = dict(
 )
 GROUP_SPEC = dict(
     sentinel_group=dict(type="str", default="default"),
-    capacity=dict(type="int", default=DEFAULT_CAPACITY),
+    capacity=dict(type="int", default=DEFAULT_CAPACITY["sentinel_groups"]),
 )
 
 

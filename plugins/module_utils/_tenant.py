@@ -35,6 +35,16 @@ LONGEST_DATABASE = max(CORE_DATABASES + NOTARY_DATABASES, key=len)
 
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
+# The defaults table: every default a fleet name or size comes from, in one place.
+PREFIX = "harbor-"                 # namespaces, login roles, master sets, IAM users
+DEFAULT_BUCKET_PREFIX = "harbor-"  # fleet-wide; S3 bucket names are global on AWS, so fleets usually set their own
+DEFAULT_CAPACITY = {"postgres": 500, "sentinel_groups": 150}  # tenants per tier member (docs/redis-sizing.md)
+DEFAULT_REDIS_PORT_BASE = 7000     # first tenant Redis port of a sentinel group (below the ephemeral range)
+DEFAULT_S3_REGION = "us-east-1"
+DEFAULT_S3_WAIT_TIMEOUT = 60
+DEFAULT_PG_PORT = 5432
+DEFAULT_PG_SSL_MODE = "prefer"
+
 
 def validate_tenant_id(value, field="tenant"):
     """The one id rule for modules, the inventory plugin and placement: a string (never a number), fully matching
@@ -122,7 +132,7 @@ class Tenant:
 
     __slots__ = ("id", "bucket_prefix")
 
-    def __init__(self, tenant_id, bucket_prefix="harbor-", field="tenant"):
+    def __init__(self, tenant_id, bucket_prefix=DEFAULT_BUCKET_PREFIX, field="tenant"):
         self.id = validate_tenant_id(tenant_id, field)
         self.bucket_prefix = bucket_prefix or ""
         if self.bucket_prefix:
@@ -139,7 +149,7 @@ class Tenant:
     # Kubernetes
     @property
     def namespace(self):
-        return f"harbor-{self.id}"
+        return f"{PREFIX}{self.id}"
 
     @property
     def cluster_name(self):
@@ -148,6 +158,19 @@ class Tenant:
     @property
     def labels(self):
         return {"app.kubernetes.io/managed-by": "harborfleet", "harborfleet.io/tenant": self.id}
+
+    @property
+    def tls_secret(self):
+        """The Secret holding the TLS certificate of the tenant's ingress."""
+        return f"{self.id}-tls"
+
+    def external_url(self, domain):
+        """The registry's URL under a fleet-wide domain."""
+        return f"https://{self.id}.{domain}"
+
+    @staticmethod
+    def notary_host(ingress_host):
+        return f"notary.{ingress_host}"
 
     def secret_name(self, purpose):
         """Secret names by purpose: database, cache, admin, storage."""
@@ -162,7 +185,7 @@ class Tenant:
 
     @property
     def db_role(self):
-        return f"harbor_{self.slug}"
+        return f"{PREFIX.replace('-', '_')}{self.slug}"
 
     def databases(self, notary=False, prefix=None):
         names = CORE_DATABASES + (NOTARY_DATABASES if notary else ())
@@ -175,12 +198,12 @@ class Tenant:
 
     @property
     def iam_user(self):
-        return f"harbor-{self.id}"
+        return f"{PREFIX}{self.id}"
 
     # Redis Sentinel
     @property
     def master_set(self):
-        return f"harbor-{self.id}"
+        return f"{PREFIX}{self.id}"
 
     def names(self, notary=False):
         """Everything at once, e.g. for an inventory host's variables or a status report."""

@@ -73,25 +73,10 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-try:
-    import yaml
-except ImportError:  # pragma: no cover - ansible-core depends on PyYAML
-    yaml = None
-
-from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import Fleet, FleetError, placement_path
+from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import FleetError, load_fleet, placement_path, yaml
 
 HEADER = ("# Written by harborfleet.fleet.fleet_placement: where each tenant lives. Commit it with the fleet file;\n"
           "# a recorded tenant is never moved by the collection.\n")
-
-
-def load_yaml(path, what):
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return yaml.safe_load(handle)
-    except OSError as exc:
-        raise FleetError(f"cannot read {what} {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise FleetError(f"{what} {path} is not valid YAML: {exc}") from None
 
 
 def main():
@@ -102,8 +87,7 @@ def main():
     fleet_file = module.params["fleet_file"]
     record_file = module.params["placement_file"] or placement_path(fleet_file)
     try:
-        recorded = load_yaml(record_file, "placement record") if os.path.exists(record_file) else None
-        fleet = Fleet(load_yaml(fleet_file, "fleet file"), recorded)
+        fleet, recorded = load_fleet(fleet_file, record_file)
         fleet.forget(module.params["forget"])
         placement, placed = fleet.placement()
     except FleetError as exc:

@@ -147,7 +147,7 @@ def test_batches_group_by_tier_member_and_carry_what_differs():
     assert all(item["rotate_credentials"] for item in bucket[0]["tenants"])  # no storage secret yet
     cluster = batches(hosts, "cluster", storage_keys={"a": "AKIA1"})
     item = cluster[0]["tenants"][0]
-    assert item["expose"] == {"host": "a.registry.example.test"} and item["storage"]["access_key"] == "AKIA1"
+    assert item["expose"] == {"host": "a.registry.example.test", "tls_secret": "a-tls"} and item["storage"]["access_key"] == "AKIA1"
     assert item["database"] == {"host": "10.0.0.0", "port": 5432, "ssl_mode": "prefer"}
     assert item["cache"] == {"host": "10.0.1.1", "port": 26379} and item["bucket_prefix"] == "corp-"
 
@@ -209,3 +209,30 @@ def test_backup_batches_name_the_databases_but_carry_no_password():
     batch = batches(hosts, "backup")
     assert [item for b in batch for item in b["tenants"]] == [{"tenant": "a", "notary": False},
                                                               {"tenant": "b", "notary": True}]
+
+
+def test_a_tier_member_resolves_to_module_options_with_the_defaults_table():
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import member_settings
+    s3 = member_settings({"name": "s3-eu", "endpoint": "https://s3.eu"}, "s3",
+                         {"s3-eu": {"access_key": "AK", "secret_key": "SK"}})
+    assert s3 == {"endpoint_url": "https://s3.eu", "region": "us-east-1", "bucket_prefix": "harbor-",
+                  "wait_timeout": 60, "access_key": "AK", "secret_key": "SK"}
+    assert member_settings({"name": "s", "bucket_prefix": "", "wait_timeout": 0}, "s3")["bucket_prefix"] == ""
+    pg = member_settings({"name": "pg-a", "host": "db", "ssl_mode": "verify-full"}, "postgres",
+                         {"pg-a": {"user": "admin", "password": "pw"}})
+    assert pg == {"login_host": "db", "login_port": 5432, "ssl_mode": "verify-full", "ca_cert": None,
+                  "login_user": "admin", "login_password": "pw"}
+    with pytest.raises(FleetError, match="unknown tier kind"):
+        member_settings({"name": "x"}, "redis")
+
+
+def test_loop_results_are_kept_per_member_and_extra_and_items_shape_the_batches():
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import batches, storage_keys
+    looped = [{"results": [{"tenant": "a", "access_key_id": "K1"}], "changed": True},
+              {"results": [{"tenant": "b", "access_keys": ["K2"]}]}, {"skipped": True}]
+    assert storage_keys(looped) == {"a": "K1", "b": "K2"}
+    hosts = host_vars(fleet_data(["a", "b"]))[0]
+    (batch,) = batches(hosts, "bucket", extra={"rotate_credentials": True})
+    assert [item["rotate_credentials"] for item in batch["tenants"]] == [True, True]
+    (batch,) = batches(hosts, "bucket", items=[{"tenant": "b", "delete_access_keys": ["OLD"]}])
+    assert batch["tenants"] == [{"tenant": "b", "delete_access_keys": ["OLD"]}]
