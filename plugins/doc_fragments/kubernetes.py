@@ -20,27 +20,36 @@ options:
   kubeconfig:
     description:
       - Path to a kubeconfig file.
-      - When neither O(kubeconfig), O(context) nor O(host) is set, the client uses C(KUBECONFIG) or
-        C(~/.kube/config), or the pod's service account when it runs inside a cluster.
+      - When neither O(kubeconfig), O(context) nor O(host) is set (nor their environment variables), the client
+        uses C(KUBECONFIG) or C(~/.kube/config), or the pod's service account when it runs inside a cluster.
+      - Unset, E(K8S_AUTH_KUBECONFIG) is used.
     type: path
   context:
-    description: The kubeconfig context to use instead of its current context.
+    description:
+      - The kubeconfig context to use instead of its current context.
+      - Unset, E(K8S_AUTH_CONTEXT) is used.
     type: str
   host:
     description:
       - URL of the API server, e.g. C(https://k8s.example.com:6443). Takes precedence over O(kubeconfig).
       - Use with O(api_key) and O(ca_cert).
+      - Unset, E(K8S_AUTH_HOST) is used (what the Automation Platform's Kubernetes credential injects).
     type: str
   api_key:
-    description: A bearer token for O(host).
+    description:
+      - A bearer token for O(host).
+      - Unset, E(K8S_AUTH_API_KEY) is used.
     type: str
   ca_cert:
-    description: CA certificate file to verify the API server with.
+    description:
+      - CA certificate file to verify the API server with.
+      - Unset, E(K8S_AUTH_SSL_CA_CERT) is used.
     type: path
   validate_certs:
-    description: Verify the API server's TLS certificate.
+    description:
+      - Verify the API server's TLS certificate (the default).
+      - Unset, E(K8S_AUTH_VERIFY_SSL) is used when it is set.
     type: bool
-    default: true
   request_timeout:
     description: Seconds to wait for each API call.
     type: int

@@ -53,10 +53,10 @@ options:
     description: CA bundle to verify the API server with.
     type: path
   validate_certs:
-    description: Verify the API server's certificate.
+    description: Verify the API server's certificate (the default).
     type: bool
-    default: true
 notes:
+  - Connection options left unset fall back to the E(K8S_AUTH_*) environment variables, as the modules' do.
   - A lookup runs each time its template is rendered; set the result once with a C(no_log) C(set_fact).
 """
 

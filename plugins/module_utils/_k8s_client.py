@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import time
 
@@ -48,7 +49,7 @@ CONNECTION_SPEC = dict(
     host=dict(type="str"),
     api_key=dict(type="str", no_log=True),
     ca_cert=dict(type="path"),
-    validate_certs=dict(type="bool", default=True),
+    validate_certs=dict(type="bool"),
     request_timeout=dict(type="int", default=30),
 )
 
@@ -183,8 +184,27 @@ def matches(live, desired, manager=FIELD_MANAGER):
 
 # --------------------------------------------------------------------------- the client
 
+# Options unset in a task fall back to these, as kubernetes.core's do: what AWX's Kubernetes credential injects.
+ENVIRONMENT = {"kubeconfig": "K8S_AUTH_KUBECONFIG", "context": "K8S_AUTH_CONTEXT", "host": "K8S_AUTH_HOST",
+               "api_key": "K8S_AUTH_API_KEY", "ca_cert": "K8S_AUTH_SSL_CA_CERT", "validate_certs": "K8S_AUTH_VERIFY_SSL"}
+
+
+def with_environment(params, environ=None):
+    """``params`` with every unset connection option taken from its ``K8S_AUTH_*`` variable."""
+    environ = os.environ if environ is None else environ
+    out = dict(params)
+    for option, variable in ENVIRONMENT.items():
+        value = environ.get(variable)
+        if out.get(option) is None and value not in (None, ""):
+            out[option] = value.strip().lower() not in ("false", "no", "0", "off") if option == "validate_certs" \
+                else value
+    return out
+
+
 def new_api_client(params, pool_size=10):
-    """One ApiClient from an explicit host + token, a kubeconfig (+ context) or the in-cluster service account."""
+    """One ApiClient from an explicit host + token, a kubeconfig (+ context) or the in-cluster service account;
+    options left unset come from the ``K8S_AUTH_*`` environment variables."""
+    params = with_environment(params)
     configuration = k8s_client.Configuration()
     try:
         if params.get("host"):
@@ -207,7 +227,6 @@ def new_api_client(params, pool_size=10):
 
 
 def _in_cluster():
-    import os
     return bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
 
 

@@ -247,9 +247,8 @@ options:
         description: CA bundle to verify the API server with.
         type: path
       validate_certs:
-        description: Verify the API server's certificate.
+        description: Verify the API server's certificate (the default).
         type: bool
-        default: true
       request_timeout:
         description: Seconds per API request.
         type: int

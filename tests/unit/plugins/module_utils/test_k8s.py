@@ -866,3 +866,13 @@ def test_a_terminating_namespace_is_an_error(main_crd):
     kube.objects["/api/v1/namespaces/harbor-acme"]["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
     _backend, [err] = converge(kube, [k8s.HarborClusterSpec(params())])
     assert isinstance(err, FleetError) and "namespace harbor-acme is being deleted (Terminating)" in str(err)
+
+
+def test_unset_connection_options_come_from_the_k8s_auth_environment():
+    env = {"K8S_AUTH_HOST": "https://api.example:6443", "K8S_AUTH_API_KEY": "token", "K8S_AUTH_VERIFY_SSL": "no",
+           "K8S_AUTH_SSL_CA_CERT": "/ca.pem", "K8S_AUTH_KUBECONFIG": "", "K8S_AUTH_CONTEXT": "ctx"}
+    got = k8s.with_environment({"kubeconfig": None, "context": "mine", "host": None, "api_key": None,
+                                "ca_cert": None, "validate_certs": None}, env)
+    assert got == {"kubeconfig": None, "context": "mine", "host": "https://api.example:6443", "api_key": "token",
+                   "ca_cert": "/ca.pem", "validate_certs": False}
+    assert k8s.with_environment({"validate_certs": True}, {"K8S_AUTH_VERIFY_SSL": "false"})["validate_certs"] is True
