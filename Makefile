@@ -17,9 +17,11 @@ export PATH := $(BIN):$(PATH)
 export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
 export HARBORFLEET_LAB_DIR ?= $(CURDIR)/.lab
+# Everything run from here talks to the lab's cluster (the inventory plugin reads placement there).
+export K8S_AUTH_KUBECONFIG := $(HARBORFLEET_LAB_DIR)/kube/kubeconfig
 
 .PHONY: help setup system-deps venv collection go-build lab-up lab-down lab-status \
-        test check sanity lint package unit integration molecule demo bench bench-smoke build clean
+        test check sanity lint package ee unit integration molecule demo bench bench-smoke build clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,7 +56,7 @@ lab-status: ## one line per lab service
 test: setup ## the whole suite from nothing: lab up, sanity, lint, unit, integration, molecule, bench smoke, lab down
 	@$(LAB) up && { $(MAKE) --no-print-directory check; rc=$$?; $(LAB) down; exit $$rc; }
 
-check: sanity lint package unit integration molecule bench-smoke
+check: sanity lint package ee unit integration molecule bench-smoke
 
 sanity: collection ## ansible-test sanity
 	tools/sanity
@@ -92,6 +94,12 @@ package: build ## the built tarball installs and its modules document themselves
 	rm -rf $(BUILD)/installed
 	ansible-galaxy collection install --force -p $(BUILD)/installed $(BUILD)/harborfleet-fleet-*.tar.gz
 	ANSIBLE_COLLECTIONS_PATH=$(BUILD)/installed ansible-doc -l harborfleet.fleet | grep -q tenant_database
+
+ee: build ## the execution environment's build context (ansible-builder create), from the built tarball
+	rm -rf $(BUILD)/ee
+	ansible-builder create -f execution-environment.yml -c $(BUILD)/ee >/dev/null
+	grep -q 'harborfleet-fleet.tar.gz' $(BUILD)/ee/_build/requirements.yml
+	ls $(BUILD)/ee/_build/collections/harborfleet-fleet-*.tar.gz >/dev/null
 
 clean: lab-down ## remove build trees (keeps the venv and the Go binary cache)
 	rm -rf $(BUILD) tests/output

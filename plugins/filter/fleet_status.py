@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import Tenant
+
 # Conditions that are bad when True; every other condition is bad when not True.
 BAD_WHEN_TRUE = ("InProgress", "Failed")
 STATUS_ORDER = ("healthy", "provisioning", "unknown", "unhealthy", "missing")
@@ -64,8 +66,8 @@ def fleet_status_report(clusters, hosts, selector=None, generated=None):
         live = {f"{c['namespace']}/{c['name']}": c for c in clusters or []}
         rows, owned = [], set()
         for host in sorted(hosts or [], key=lambda h: h["harbor_tenant"]):
-            names = host["harbor_names"]
-            key = f"{names['namespace']}/{names['cluster_name']}"
+            names = Tenant(host["harbor_tenant"], bucket_prefix="")
+            key = f"{names.namespace}/{names.cluster_name}"
             cluster = live.get(key)
             failing = _failing(cluster) if cluster else []
             if cluster:
@@ -77,7 +79,7 @@ def fleet_status_report(clusters, hosts, selector=None, generated=None):
                 "wanted": wanted, "deployed": cluster.get("version") if cluster else None,
                 "status": cluster.get("status") if cluster else "missing",
                 "ready": bool(cluster and cluster.get("ready") is True), "drift": drift,
-                "namespace": names["namespace"], "name": names["cluster_name"],
+                "namespace": names.namespace, "name": names.cluster_name,
                 "external_url": host.get("harbor_external_url"), "failing": failing,
                 "reasons": (cluster.get("reasons") or []) if cluster else [],
                 "problem": _problem(cluster, failing, key, wanted, drift)})

@@ -6,25 +6,33 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 name: tenants
-short_description: One inventory host per Harbor tenant, from a fleet file
+short_description: One inventory host per Harbor tenant, from a fleet file and the placement the cluster records
 version_added: 0.1.0
 description:
-  - Reads a fleet file (tenants, plans, shared tiers) and its recorded placement (C(<fleet>.placement.yml)) and
+  - Reads a fleet file (tenants, plans, shared tiers) and where each tenant lives - recorded on the tenant's
+    namespace in the cluster (one list call), plus a legacy record file beside the fleet file if there is one - and
     yields one host per tenant, named after the tenant id, meant for C(connection=local).
-  - "Groups: C(tenants) (all), C(plan_<plan>), C(region_<region>), C(harbor_<version>) (dots as underscores),
-    C(pg_<server>), C(sentinel_<group>), C(unplaced) (tenants whose placement is not recorded yet), and with
-    O(live_status) C(status_<status>) from the tenant's HarborCluster."
-  - "Host variables: C(harbor_tenant), C(harbor_plan), C(harbor_plan_settings), C(harbor_region), C(harbor_version),
-    C(harbor_external_url), C(harbor_notary), C(harbor_overrides), C(harbor_names) (every name the tenant owns,
-    from the collection's tenant model), C(harbor_placement), C(harbor_placement_recorded), C(harbor_postgres),
-    C(harbor_sentinel_group), C(harbor_s3) (the tier members the tenant is placed on)."
-  - Duplicate or invalid tenant ids, unknown plans and placements on unknown tier members are errors naming them.
-  - Placement of new tenants is computed the same way M(harborfleet.fleet.fleet_placement) records it, but only
-    recorded placement is stable; such tenants are in group C(unplaced) until it is recorded.
+  - Tenants without a recorded placement are placed in memory exactly as M(harborfleet.fleet.fleet_placement)
+    records it (the first run of C(deploy_fleet.yml) records it), in group C(placement_pending).
+  - A tenant that fits no tier member goes to group C(unplaced) (not C(tenants)) with its reason in
+    C(harbor_unplaced_reason); the others are unaffected.
+  - "Groups: C(tenants), C(plan_<plan>), C(region_<region>), C(harbor_<version>) (dots as underscores),
+    C(pg_<server>), C(sentinel_<group>), C(s3_<endpoint>), C(placement_pending), C(unplaced), and with
+    O(live_status) C(status_<status>)."
+  - "Host variables, compact: C(harbor_tenant), C(harbor_plan), C(harbor_region), C(harbor_version),
+    C(harbor_external_url), C(harbor_notary), C(harbor_placement) (tier members by name, Redis port),
+    C(harbor_placement_recorded), C(harbor_overrides) and C(harbor_labels) when set. The tier members and the plans
+    are group variables of C(tenants), once for the fleet: C(harbor_fleet_tiers), C(harbor_fleet_plans),
+    C(harbor_fleet_file)."
+  - "Refused, naming the field: invalid, duplicate or reserved tenant ids (C(all), C(ungrouped), C(localhost),
+    C(tenants), C(unplaced), C(placement_pending), or a host another inventory source defines), plans or regions
+    whose group names collide, two tenants on one Redis port, admin credentials in a tier entry, malformed
+    records."
 author:
   - harborfleet maintainers (@harborfleet)
 extends_documentation_fragment:
   - constructed
+  - inventory_cache
 options:
   plugin:
     description: Marks this file as a source for this plugin.
@@ -35,6 +43,13 @@ options:
     description: The fleet file, relative to this inventory source unless absolute (C(~) is expanded).
     required: true
     type: str
+  placement:
+    description:
+      - Where recorded placement is read. V(cluster) reads the tenants' namespaces (and imports a legacy record
+        file beside the fleet file); V(file) only reads the record file (offline use; nothing can be recorded).
+    type: str
+    choices: [cluster, file]
+    default: cluster
   live_status:
     description:
       - Also read every tenant's HarborCluster (one list call) and group hosts by C(.status.status) and by the
@@ -42,19 +57,26 @@ options:
     type: bool
     default: false
   kubeconfig:
-    description: Kubeconfig for O(live_status); the client's defaults (E(KUBECONFIG), in-cluster) when unset.
+    description: Kubeconfig of the cluster; the client's defaults (E(KUBECONFIG), in-cluster) when unset.
     type: path
+    env:
+      - name: K8S_AUTH_KUBECONFIG
   context:
-    description: Kubeconfig context for O(live_status).
+    description: Kubeconfig context.
     type: str
+    env:
+      - name: K8S_AUTH_CONTEXT
 """
 
 EXAMPLES = r"""
 # inventories/prod/fleet.tenants.yml
 plugin: harborfleet.fleet.tenants
 fleet_file: fleet.yml
+cache: true
+cache_plugin: ansible.builtin.jsonfile
+cache_connection: /var/cache/harborfleet
 keyed_groups:
-  - key: harbor_plan_settings.tier | default('standard')
+  - key: harbor_fleet_plans[harbor_plan].tier | default('standard')
     prefix: tier
 """
 
@@ -62,16 +84,19 @@ import os
 import re
 
 from ansible.errors import AnsibleParserError
-from ansible.plugins.inventory import BaseInventoryPlugin, Constructable
+from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import FleetError, load_fleet
+from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
+    Fleet, FleetError, load_yaml, merge_records, placement_path)
+
+RESERVED = frozenset(("all", "ungrouped", "localhost", "tenants", "unplaced", "placement_pending"))
 
 
 def _group_name(prefix, value):
     return prefix + re.sub(r"[^A-Za-z0-9_]", "_", str(value))
 
 
-class InventoryModule(BaseInventoryPlugin, Constructable):
+class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     NAME = "harborfleet.fleet.tenants"
 
     def verify_file(self, path):
@@ -80,60 +105,97 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
     def parse(self, inventory, loader, path, cache=True):
         super().parse(inventory, loader, path, cache)
         self._read_config_data(path)
+        key = self.get_cache_key(path)
+        use_cache = self.get_option("cache") and cache
+        data = None
+        if use_cache:
+            try:
+                data = self._cache[key]
+            except KeyError:
+                data = None
+        if data is None:
+            try:
+                data = self._build(path)
+            except FleetError as exc:
+                raise AnsibleParserError(str(exc)) from None
+            if self.get_option("cache"):
+                self._cache[key] = data
+        self._populate(data)
+
+    # ------------------------------------------------------------------ build (what the cache holds)
+    def _build(self, path):
         fleet_path = os.path.expanduser(self.get_option("fleet_file"))
         if not os.path.isabs(fleet_path):
             fleet_path = os.path.normpath(os.path.join(os.path.dirname(path), fleet_path))
-        fleet = self._load_fleet(fleet_path)
+        record_path = placement_path(fleet_path)
+        legacy = load_yaml(record_path, "placement record") if os.path.exists(record_path) else None
+        file_records = Fleet.check_recorded(legacy, record_path)
+        cluster_records = self._cluster_records() if self.get_option("placement") == "cluster" else {}
+        records = merge_records(file_records, cluster_records, record_path)
         try:
-            placement, unplaced = fleet.placement()
+            fleet = Fleet(load_yaml(fleet_path, "fleet file"), {"tenants": records})
+            placement, new, unplaced = fleet.placement()
         except FleetError as exc:
-            raise AnsibleParserError(f"{fleet_path}: {exc}") from None
-        status = self._live_status(fleet) if self.get_option("live_status") else {}
-
-        self.inventory.add_group("tenants")
-        self.inventory.add_group("unplaced")
-        strict = self.get_option("strict")
+            raise FleetError(f"{fleet_path}: {exc}") from None
+        status = self._live_status(fleet) if self.get_option("live_status") else None
+        hosts, groups = {}, {"tenants": [], "unplaced": [], "placement_pending": []}
         for tenant in fleet.tenants:
-            host = tenant["id"]
-            self.inventory.add_host(host, group="tenants")
-            hostvars = fleet.tenant_vars(tenant, placement)
-            hostvars["harbor_placement_recorded"] = host not in unplaced
-            hostvars["harbor_fleet_file"] = fleet_path
-            hostvars.setdefault("ansible_connection", "local")
-            for key, value in hostvars.items():
-                self.inventory.set_variable(host, key, value)
-            groups = []
-            if tenant.get("plan"):
-                groups.append(_group_name("plan_", tenant["plan"]))
-            if tenant.get("region"):
-                groups.append(_group_name("region_", tenant["region"]))
-            if hostvars["harbor_version"]:
-                groups.append(_group_name("harbor_", hostvars["harbor_version"]))
-            if hostvars["harbor_placement"].get("postgres"):
-                groups.append(_group_name("pg_", hostvars["harbor_placement"]["postgres"]))
-            if hostvars["harbor_placement"].get("sentinel_group"):
-                groups.append(_group_name("sentinel_", hostvars["harbor_placement"]["sentinel_group"]))
-            if host in unplaced:
-                groups.append("unplaced")
-            if host in status:
-                self.inventory.set_variable(host, "harbor_live", status[host])
-                groups.append(_group_name("status_", status[host]["status"] or "unknown"))
-                groups.append("status_ready" if status[host]["ready"] else "status_not_ready")
-            elif self.get_option("live_status"):
-                groups.append("status_missing")
-            for group in groups:
-                self.inventory.add_group(group)
-                self.inventory.add_child(group, host)
-            self._set_composite_vars(self.get_option("compose"), hostvars, host, strict=strict)
-            self._add_host_to_composed_groups(self.get_option("groups"), hostvars, host, strict=strict)
-            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), hostvars, host, strict=strict)
+            tid = tenant["id"]
+            if tid in RESERVED:
+                raise FleetError(f"{fleet_path}: tenants.id {tid!r} is reserved (an inventory group or host name)")
+            host = fleet.tenant_vars(tenant, placement)
+            if tid in unplaced:
+                host["harbor_unplaced_reason"] = unplaced[tid]
+                hosts[tid] = host
+                groups["unplaced"].append(tid)
+                continue
+            host["harbor_placement_recorded"] = tid not in new
+            hosts[tid] = host
+            names = ["tenants"] + (["placement_pending"] if tid in new else [])
+            chosen = host["harbor_placement"]
+            for prefix, value in (("plan_", tenant.get("plan")), ("region_", tenant.get("region")),
+                                  ("harbor_", host["harbor_version"]), ("pg_", chosen.get("postgres")),
+                                  ("sentinel_", chosen.get("sentinel_group")), ("s3_", chosen.get("s3"))):
+                if value:
+                    names.append(_group_name(prefix, value))
+            if status is not None:
+                live = status.get(tid)
+                if live is not None:
+                    host["harbor_live"] = live
+                    names += [_group_name("status_", live["status"] or "unknown"),
+                              "status_ready" if live["ready"] else "status_not_ready"]
+                else:
+                    names.append("status_missing")
+            for name in names:
+                groups.setdefault(name, []).append(tid)
+        self._check_group_names(fleet, fleet_path)
+        group_vars = dict(fleet.group_vars(), harbor_fleet_file=fleet_path)
+        return {"hosts": hosts, "groups": groups, "group_vars": group_vars}
 
     @staticmethod
-    def _load_fleet(fleet_path):
+    def _check_group_names(fleet, fleet_path):
+        """Two plans (or regions, versions) whose group names are the same would merge their groups."""
+        for prefix, values in (("plan_", fleet.plans), ("region_", {t.get("region") for t in fleet.tenants}),
+                               ("harbor_", {str(t.get("harbor_version")) for t in fleet.tenants})):
+            seen = {}
+            for value in sorted(v for v in values if v):
+                other = seen.setdefault(_group_name(prefix, value), value)
+                if other != value:
+                    raise FleetError(f"{fleet_path}: {prefix[:-1]} names {other!r} and {value!r} both make the group "
+                                     f"{_group_name(prefix, value)!r}; rename one")
+
+    def _cluster_records(self):
+        from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import KubeClient, k8s_client
+        from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_placement import read_records
+        if k8s_client is None:
+            raise FleetError("placement: cluster needs the Python library kubernetes (or set placement: file)")
+        kube = KubeClient({"kubeconfig": self.get_option("kubeconfig"), "context": self.get_option("context")})
         try:
-            return load_fleet(fleet_path)[0]
+            return read_records(kube)
         except FleetError as exc:
-            raise AnsibleParserError(str(exc)) from None
+            raise FleetError(f"placement: cannot read the placement recorded in the cluster: {exc}") from None
+        finally:
+            kube.close()
 
     def _live_status(self, fleet):
         from ansible_collections.harborfleet.fleet.plugins.module_utils._harbor_cluster import fleet_status
@@ -141,4 +203,30 @@ class InventoryModule(BaseInventoryPlugin, Constructable):
             return fleet_status([t["id"] for t in fleet.tenants], kubeconfig=self.get_option("kubeconfig"),
                                 context=self.get_option("context"))
         except Exception as exc:  # pylint: disable=broad-except
-            raise AnsibleParserError(f"live_status: cannot read HarborClusters: {exc}") from None
+            raise FleetError(f"live_status: cannot read HarborClusters: {exc}") from None
+
+    # ------------------------------------------------------------------ populate
+    def _populate(self, data):
+        existing = set(self.inventory.hosts)
+        taken = sorted(existing & set(data["hosts"]))
+        if taken:
+            raise AnsibleParserError(f"tenant id {taken[0]!r} is also a host of another inventory source; rename the "
+                                     "tenant or the host")
+        for name in data["groups"]:
+            self.inventory.add_group(name)
+        for key, value in data["group_vars"].items():
+            self.inventory.set_variable("tenants", key, value)
+        strict = self.get_option("strict")
+        for tid, host in data["hosts"].items():
+            self.inventory.add_host(tid)
+            self.inventory.set_variable(tid, "ansible_connection", "local")
+            for key, value in host.items():
+                self.inventory.set_variable(tid, key, value)
+        for name, members in data["groups"].items():
+            for tid in members:
+                self.inventory.add_child(name, tid)
+        for tid in data["groups"]["tenants"]:
+            hostvars = dict(data["group_vars"], **data["hosts"][tid])
+            self._set_composite_vars(self.get_option("compose"), hostvars, tid, strict=strict)
+            self._add_host_to_composed_groups(self.get_option("groups"), hostvars, tid, strict=strict)
+            self._add_host_to_keyed_groups(self.get_option("keyed_groups"), hostvars, tid, strict=strict)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from urllib.parse import urlparse
 
 try:
@@ -40,8 +41,13 @@ from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     DEFAULT_BUCKET_PREFIX, DEFAULT_CAPACITY, DEFAULT_PG_PORT, DEFAULT_PG_SSL_MODE, DEFAULT_REDIS_PORT_BASE,
     DEFAULT_S3_REGION, DEFAULT_S3_WAIT_TIMEOUT, Tenant, validate_dns_label, validate_tenant_id)
 
-PLACED_TIERS = ("postgres", "sentinel_groups")
-PLACEMENT_KEYS = {"postgres": "postgres", "sentinel_groups": "sentinel_group"}
+PLACED_TIERS = ("postgres", "sentinel_groups", "s3")
+PLACEMENT_KEYS = {"postgres": "postgres", "sentinel_groups": "sentinel_group", "s3": "s3"}
+TIER_KINDS = ("postgres", "sentinel_groups", "s3", "kubernetes")
+# Admin logins never live in the fleet file (it is committed and copied into every tenant's view): they come from
+# credentials (vault, the Automation Platform's credentials) by tier member name.
+UNBOUNDED = 10 ** 9
+SECRET_KEY_RE = re.compile(r"pass|secret|token|credential|api_key|access_key|private", re.IGNORECASE)
 TENANT_KEYS = {"id", "plan", "region", "harbor_version", "external_url", "placement", "overrides", "notary",
                "labels"}
 
@@ -60,6 +66,20 @@ def load_yaml(path, what):
         raise FleetError(f"cannot read {what} {path}: {exc}") from None
     except yaml.YAMLError as exc:
         raise FleetError(f"{what} {path} is not valid YAML: {exc}") from None
+
+
+def merge_records(file_records, cluster_records, record_path="the placement record"):
+    """The placement of every tenant recorded somewhere: a legacy record file stays authoritative for the tenants it
+    holds (they are copied into the cluster), the cluster's records hold the rest. Where both hold a tenant they
+    must agree."""
+    merged = dict(cluster_records or {})
+    for tid, chosen in (file_records or {}).items():
+        recorded = merged.get(tid)
+        if recorded is not None and any(recorded.get(k) != v for k, v in chosen.items() if k in recorded):
+            raise FleetError(f"tenant {tid!r}: {record_path} places it on {chosen} but the cluster records "
+                             f"{recorded}; fix one of them by hand (a tenant is never moved)")
+        merged[tid] = dict(recorded or {}, **chosen)
+    return merged
 
 
 def load_fleet(fleet_path, record_path=None):
@@ -83,7 +103,7 @@ class Fleet:
         self.plans = dict(data.get("plans") or {})
         self.tiers = {name: list((data.get("tiers") or {}).get(name) or []) for name in
                       ("postgres", "sentinel_groups", "s3", "kubernetes")}
-        self.recorded = self._check_recorded(placement)
+        self.recorded = self.check_recorded(placement)
         self._check_tiers()
         self.tenants = self._check_tenants(data.get("tenants") or [])
 
@@ -99,30 +119,35 @@ class Fleet:
                 if member["name"] in seen:
                     raise FleetError(f"{where}: name {member['name']!r} is used twice")
                 seen.add(member["name"])
-                if kind in DEFAULT_CAPACITY:
-                    capacity = member.get("capacity", DEFAULT_CAPACITY[kind])
-                    if not isinstance(capacity, int) or capacity < 0:
-                        raise FleetError(f"{where}.capacity: must be a whole number >= 0")
+                secret = sorted(key for key in member if SECRET_KEY_RE.search(str(key)))
+                if secret:
+                    raise FleetError(f"{where}.{secret[0]}: admin credentials do not belong in the fleet file (it is "
+                                     "committed and copied into every tenant's view); give them as credentials "
+                                     "(vault or the Automation Platform) by member name: fleet_postgres_logins, "
+                                     "fleet_s3_logins")
+                capacity = member.get("capacity")
+                if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool)
+                                             or capacity < 0):
+                    raise FleetError(f"{where}.capacity: must be a whole number >= 0")
                 if kind == "sentinel_groups" and not member.get("sentinels"):
                     raise FleetError(f"{where}.sentinels: a sentinel group needs at least one sentinel host:port")
 
     @staticmethod
-    def _check_recorded(placement):
-        """The placement record: {tenants: {id: {postgres, sentinel_group, redis_port}}}, ids by the one id rule."""
+    def check_recorded(placement, where="placement record"):
+        """A placement record ({tenants: {id: {postgres, sentinel_group, redis_port, s3}}}) as {id: placement}; ids
+        by the one id rule, every problem naming ``where`` and the field."""
         if placement is None:
             return {}
         if not isinstance(placement, dict) or not isinstance(placement.get("tenants") or {}, dict):
-            raise FleetError("placement record: must be a mapping with 'tenants' mapping each tenant id to its "
-                             "placement")
+            raise FleetError(f"{where}: must be a mapping with 'tenants' mapping each tenant id to its placement")
         recorded = {}
         for tid, chosen in (placement.get("tenants") or {}).items():
             try:
-                validate_tenant_id(tid, "placement record tenants key")
+                validate_tenant_id(tid, f"{where} tenants key")
             except TenantInputError as exc:
                 raise FleetError(str(exc)) from None
             if not isinstance(chosen, dict):
-                raise FleetError(f"placement record tenants.{tid}: must be a mapping (postgres, sentinel_group, "
-                                 "redis_port)")
+                raise FleetError(f"{where} tenants.{tid}: must be a mapping (postgres, sentinel_group, redis_port)")
             recorded[tid] = dict(chosen)
         return recorded
 
@@ -165,16 +190,22 @@ class Fleet:
     def placement(self):
         """Every tenant's placement: pinned in the fleet file, else recorded, else newly computed.
 
-        Returns ``(placement, new)``: {tenant id: {postgres: name, sentinel_group: name}} and the ids placed now.
+        Returns ``(placement, new, unplaced)``: {tenant id: {postgres, sentinel_group, redis_port}}, the ids placed
+        now, and {tenant id: reason} for tenants that fit nowhere (they are left out of ``placement``, and nothing
+        is overfilled: one tenant that does not fit never stops the others).
         """
-        result, new = {}, []
+        result, new, unplaced = {}, [], {}
         load = {kind: {m["name"]: 0 for m in self.tiers[kind]} for kind in PLACED_TIERS}
         # Tenants gone from the fleet file keep their record (and their load) until they are removed from the
-        # backends and forgotten: the removal needs to know where they live.
+        # backends (their namespace, which holds the record, goes last).
         current = {tenant["id"]: tenant for tenant in self.tenants}
         for tid in sorted(set(current) | set(self.recorded)):
             chosen = dict(self.recorded.get(tid, {}))
             chosen.update((current.get(tid) or {}).get("placement") or {})
+            if tid in self.recorded and "s3" not in chosen and self.tiers["s3"]:
+                # Recorded before S3 endpoints were placed: such tenants used the first endpoint; they stay there.
+                chosen["s3"] = self.tiers["s3"][0]["name"]
+                new.append(tid)
             result[tid] = chosen
             for kind in PLACED_TIERS:
                 name = chosen.get(PLACEMENT_KEYS[kind])
@@ -185,7 +216,7 @@ class Fleet:
                                      f"tiers.{kind}; a tenant is never moved silently: fix the fleet file")
                 load[kind][name] += 1
         for tenant in sorted(self.tenants, key=lambda t: t["id"]):
-            chosen = result[tenant["id"]]
+            tid, chosen, taken = tenant["id"], result[tenant["id"]], []
             for kind in PLACED_TIERS:
                 key = PLACEMENT_KEYS[kind]
                 if chosen.get(key) or not self.tiers[kind]:
@@ -194,23 +225,38 @@ class Fleet:
                               for m in self.members(kind, tenant.get("region"))]
                 candidates = [c for c in candidates if c[0] > 0]
                 if not candidates:
-                    raise FleetError(f"tenant {tenant['id']!r}: no {kind} member with free capacity"
+                    unplaced[tid] = (f"no {kind} member with free capacity"
                                      + (f" in region {tenant.get('region')!r}" if tenant.get("region") else "")
                                      + "; add a member or raise a capacity")
-                free, name = sorted(candidates, key=lambda c: (-c[0], c[1]))[0]
+                    break
+                name = sorted(candidates, key=lambda c: (-c[0], c[1]))[0][1]
+                taken.append((kind, key, name))
+            if tid in unplaced:
+                del result[tid]
+                continue
+            for kind, key, name in taken:
                 chosen[key] = name
                 load[kind][name] += 1
-                if tenant["id"] not in new:
-                    new.append(tenant["id"])
+            if taken:
+                new.append(tid)
         self._assign_redis_ports(result, new)
-        return result, new
+        return result, new, unplaced
 
     def _assign_redis_ports(self, result, new):
-        """Each tenant's Redis port in its sentinel group: the lowest free one from the group's redis_port_base."""
+        """Each tenant's Redis port in its sentinel group: the lowest free one from the group's redis_port_base.
+        Two tenants of one group on one port (a hand edit) is an error naming both."""
         taken = {}
-        for tid, chosen in result.items():
-            if chosen.get("redis_port") is not None and chosen.get("sentinel_group"):
-                taken.setdefault(chosen["sentinel_group"], set()).add(chosen["redis_port"])
+        for tid, chosen in sorted(result.items()):
+            port, group = chosen.get("redis_port"), chosen.get("sentinel_group")
+            if port is None or not group:
+                continue
+            if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+                raise FleetError(f"tenant {tid!r}: redis_port {port!r} is not a port number")
+            other = taken.setdefault(group, {}).get(port)
+            if other is not None:
+                raise FleetError(f"tenants {other!r} and {tid!r} both have Redis port {port} in sentinel group "
+                                 f"{group!r}; give one of them a free port")
+            taken[group][port] = tid
         for tid in sorted(result):
             chosen = result[tid]
             group = chosen.get("sentinel_group")
@@ -218,11 +264,11 @@ class Fleet:
                 continue
             member = self._member("sentinel_groups", group)
             port = int(member.get("redis_port_base", DEFAULT_REDIS_PORT_BASE))
-            used = taken.setdefault(group, set())
+            used = taken.setdefault(group, {})
             while port in used:
                 port += 1
             chosen["redis_port"] = port
-            used.add(port)
+            used[port] = tid
             if tid not in new:
                 new.append(tid)
 
@@ -237,13 +283,15 @@ class Fleet:
 
     @staticmethod
     def _capacity(member, kind):
-        return member.get("capacity", DEFAULT_CAPACITY[kind])
+        """Tenants a member takes; an S3 endpoint without a capacity takes any number."""
+        capacity = member.get("capacity", DEFAULT_CAPACITY.get(kind))
+        return UNBOUNDED if capacity is None else capacity
 
     def usage(self, placement):
         """{kind: {member: (used, capacity)}} for reports and the capacity check."""
         out = {}
         for kind in PLACED_TIERS:
-            out[kind] = {m["name"]: [0, self._capacity(m, kind)] for m in self.tiers[kind]}
+            out[kind] = {m["name"]: [0, m.get("capacity", DEFAULT_CAPACITY.get(kind))] for m in self.tiers[kind]}
             for chosen in placement.values():
                 name = chosen.get(PLACEMENT_KEYS[kind])
                 if name in out[kind]:
@@ -256,31 +304,31 @@ class Fleet:
 
     # ------------------------------------------------------------------ per-tenant view
     def tenant_vars(self, tenant, placement):
-        """Everything a play needs for one tenant: its settings, plan, names and resolved tiers."""
+        """One tenant's own variables, compact: its settings and its placement (tier members by name; the members
+        and the plans themselves are in ``group_vars``, once for the whole fleet)."""
         tid = tenant["id"]
-        chosen = placement.get(tid, {})
-        s3 = self.tiers["s3"][0] if self.tiers["s3"] else {}
-        model = Tenant(tid, bucket_prefix=s3.get("bucket_prefix", DEFAULT_BUCKET_PREFIX))
         domain = self.defaults.get("domain")
-        external_url = tenant.get("external_url") or (model.external_url(domain) if domain else None)
+        external_url = tenant.get("external_url") or (Tenant(tid).external_url(domain) if domain else None)
         out = {
             "harbor_tenant": tid,
             "harbor_plan": tenant.get("plan"),
-            "harbor_plan_settings": copy.deepcopy(self.plans.get(tenant.get("plan"), {})),
             "harbor_region": tenant.get("region"),
             "harbor_version": str(tenant["harbor_version"]) if tenant.get("harbor_version") is not None else None,
             "harbor_external_url": external_url,
             "harbor_notary": bool(tenant.get("notary", False)),
-            "harbor_overrides": copy.deepcopy(tenant.get("overrides") or {}),
-            "harbor_names": model.names(bool(tenant.get("notary", False))),
-            "harbor_placement": dict(chosen),
-            "harbor_postgres": self._member("postgres", chosen.get("postgres")),
-            "harbor_sentinel_group": self._member("sentinel_groups", chosen.get("sentinel_group")),
-            "harbor_s3": copy.deepcopy(s3),
+            "harbor_placement": dict(placement.get(tid, {})),
         }
+        if tenant.get("overrides"):
+            out["harbor_overrides"] = copy.deepcopy(tenant["overrides"])
         if tenant.get("labels"):
             out["harbor_labels"] = dict(tenant["labels"])
         return out
+
+    def group_vars(self):
+        """What every tenant shares, set once on the group ``tenants``: tier members by kind and name, plans."""
+        return {"harbor_fleet_tiers": {kind: {m["name"]: copy.deepcopy(m) for m in members}
+                                       for kind, members in self.tiers.items()},
+                "harbor_fleet_plans": copy.deepcopy(self.plans)}
 
     def _member(self, kind, name):
         for member in self.tiers[kind]:
@@ -291,7 +339,10 @@ class Fleet:
 
 # --------------------------------------------------------------------------- from inventory hosts to module calls
 
-BATCH_KINDS = ("secrets", "database", "redis", "bucket", "cluster", "database_removal", "redis_removal", "backup")
+# batch kind -> the tier whose members the batches are per (None: the Kubernetes cluster)
+BATCH_TIERS = {"secrets": None, "database": "postgres", "redis": "sentinel_groups", "bucket": "s3", "cluster": None,
+               "database_removal": "postgres", "redis_removal": "sentinel_groups", "backup": "postgres"}
+BATCH_KINDS = tuple(BATCH_TIERS)
 
 
 KUBERNETES = {"name": "kubernetes"}
@@ -324,15 +375,11 @@ def batches(tenants, kind, secrets=None, storage_keys=None, versions=None, extra
         tid = host["harbor_tenant"]
         if only is not None and tid not in only:
             continue
-        if not host.get("harbor_placement_recorded", True):
-            raise FleetError(f"tenant {tid!r}: placement not recorded yet; run harborfleet.fleet.fleet_placement")
-        plan = host.get("harbor_plan_settings") or {}
-        member = {"database": host.get("harbor_postgres"), "redis": host.get("harbor_sentinel_group"),
-                  "bucket": host.get("harbor_s3"), "cluster": KUBERNETES, "secrets": KUBERNETES,
-                  "database_removal": host.get("harbor_postgres"), "backup": host.get("harbor_postgres"),
-                  "redis_removal": host.get("harbor_sentinel_group")}[kind]
+        plan = (host.get("harbor_fleet_plans") or {}).get(host.get("harbor_plan")) or {}
+        tier = BATCH_TIERS[kind]
+        member = KUBERNETES if tier is None else placed_member(host, tier)
         if not member:
-            raise FleetError(f"tenant {tid!r}: no {kind} tier member (check the fleet file's tiers)")
+            raise FleetError(f"tenant {tid!r}: no {tier} tier member (check the fleet file's tiers)")
         item = {"tenant": tid}
         if kind == "database":
             item["password"] = _require(secrets, tid, "database", "password")
@@ -364,9 +411,16 @@ def batches(tenants, kind, secrets=None, storage_keys=None, versions=None, extra
     return [groups[name] for name in sorted(groups)]
 
 
+def placed_member(host, kind):
+    """The tier member of ``kind`` a tenant (inventory host variables) is placed on, from the fleet's tiers."""
+    name = (host.get("harbor_placement") or {}).get(PLACEMENT_KEYS[kind])
+    return ((host.get("harbor_fleet_tiers") or {}).get(kind) or {}).get(name) if name else None
+
+
 def _cluster_item(host, plan, storage_keys):
     tid = host["harbor_tenant"]
-    postgres, sentinels, s3 = host["harbor_postgres"], host["harbor_sentinel_group"], host.get("harbor_s3") or {}
+    postgres, sentinels = placed_member(host, "postgres"), placed_member(host, "sentinel_groups")
+    s3 = placed_member(host, "s3") or {}
     sentinel_host, sentinel_port = sentinels["sentinels"][0].rsplit(":", 1)
     external_url = host["harbor_external_url"]
     if not external_url:

@@ -35,11 +35,11 @@ except ImportError:  # pragma: no cover - urllib3 comes with kubernetes
     Urllib3Error = OSError
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import RETRY_ATTEMPTS, FleetError, retry_delay
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
+    MANAGED_BY_LABEL, MANAGER, TENANT_LABEL)
 
-FIELD_MANAGER = "harborfleet"
-TENANT_LABEL = "harborfleet.io/tenant"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_SELECTOR = f"{MANAGED_BY_LABEL}={FIELD_MANAGER}"
+FIELD_MANAGER = MANAGER
+MANAGED_BY_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGER}"
 SMALL_RUN = 100  # up to this many tenants, LISTs select them by id instead of the whole fleet
 RETRY_STATUSES = (429, 502, 503, 504)
 

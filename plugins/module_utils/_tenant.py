@@ -38,12 +38,16 @@ PASSWORD_ALPHABET = string.ascii_letters + string.digits
 # The defaults table: every default a fleet name or size comes from, in one place.
 PREFIX = "harbor-"                 # namespaces, login roles, master sets, IAM users
 DEFAULT_BUCKET_PREFIX = "harbor-"  # fleet-wide; S3 bucket names are global on AWS, so fleets usually set their own
-DEFAULT_CAPACITY = {"postgres": 500, "sentinel_groups": 150}  # tenants per tier member (docs/redis-sizing.md)
+DEFAULT_CAPACITY = {"postgres": 500, "sentinel_groups": 150, "s3": None}  # per member (docs/redis-sizing.md)
 DEFAULT_REDIS_PORT_BASE = 7000     # first tenant Redis port of a sentinel group (below the ephemeral range)
 DEFAULT_S3_REGION = "us-east-1"
 DEFAULT_S3_WAIT_TIMEOUT = 60
 DEFAULT_PG_PORT = 5432
 DEFAULT_PG_SSL_MODE = "prefer"
+# How the fleet's objects are labelled, wherever they live.
+MANAGER = "harborfleet"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+TENANT_LABEL = "harborfleet.io/tenant"
 
 
 def validate_tenant_id(value, field="tenant"):
@@ -157,7 +161,7 @@ class Tenant:
 
     @property
     def labels(self):
-        return {"app.kubernetes.io/managed-by": "harborfleet", "harborfleet.io/tenant": self.id}
+        return {MANAGED_BY_LABEL: MANAGER, TENANT_LABEL: self.id}
 
     @property
     def tls_secret(self):

@@ -7,63 +7,86 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: fleet_placement
-short_description: Place new tenants on PostgreSQL servers and sentinel groups, and record it
+short_description: Record where tenants live, in the cluster, on each tenant's namespace
 version_added: 0.1.0
 description:
-  - Reads a fleet file and its placement record (C(<fleet>.placement.yml) beside it), places every tenant that has
-    no placement yet and writes the record back.
-  - A tenant's placement never changes once recorded (or pinned with C(placement) in the fleet file). New tenants
-    are placed in id order on the member with the most free capacity in the tenant's region (ties by name), so the
-    result is deterministic. A tier without free capacity is an error naming the tenant; nothing is overfilled.
-  - Members already above their capacity (capacity lowered after placement) are reported in RV(overfull) with a
-    warning; their tenants are not moved.
+  - Records each tenant's placement (its PostgreSQL server, sentinel group and Redis port, S3 endpoint) as an
+    annotation on the tenant's namespace, where every runner sees it - an Automation Platform job in a throwaway
+    project copy included. Nothing is written beside the inventory.
+  - A recorded placement never changes. Records are written with optimistic concurrency (a namespace is created
+    once; an existing one is patched under its resource version), so two runs can never place one tenant twice
+    differently; the loser fails naming both placements.
+  - With O(placements) (what the C(harborfleet.fleet.tenants) inventory computed for tenants in group
+    C(placement_pending)) the module records exactly those. With O(fleet_file) it reads the fleet file, a legacy
+    record file beside it (authoritative for the tenants it holds) and the cluster's records, places new tenants
+    in id order on the member with the most free capacity in their region (ties by name), and records them.
+  - O(export_file) writes every tenant's placement to a file, for teams who review placement in git.
 author:
   - harborfleet maintainers (@harborfleet)
 extends_documentation_fragment:
-  - harborfleet.fleet.attributes
+  - harborfleet.fleet.kubernetes
+attributes:
+  check_mode:
+    support: full
+    description: Reads the cluster's records and reports what a real run would record; writes nothing.
+  diff_mode:
+    support: full
+    description: The placement of every tenant that would be recorded.
+  platform:
+    support: full
+    platforms: posix
+    description: Runs where the Kubernetes API is reachable, usually the controller.
 options:
-  fleet_file:
-    description: The fleet file.
-    type: path
-    required: true
-  placement_file:
-    description: The placement record. Defaults to C(<fleet_file without .yml>.placement.yml).
-    type: path
-  forget:
+  placements:
     description:
-      - Tenant ids to drop from the record, once they are removed from the fleet file AND from the backends.
-      - Until then a removed tenant keeps its record and counts against its members' capacity.
-    type: list
-    elements: str
-    default: []
+      - Tenant id to placement (C(postgres), C(sentinel_group), C(redis_port), C(s3)) to record. A tenant whose
+        namespace already records the same placement is left alone; one that records another is an error.
+      - Mutually exclusive with O(fleet_file).
+    type: dict
+  fleet_file:
+    description:
+      - A fleet file whose new tenants are placed and recorded (see the description).
+      - Mutually exclusive with O(placements).
+    type: path
+  export_file:
+    description: Also write every tenant's placement to this file (YAML, C(tenants:) by id), with O(fleet_file).
+    type: path
 """
 
 EXAMPLES = r"""
-- name: Record where new tenants live
+- name: Record the placement the inventory computed for new tenants
   harborfleet.fleet.fleet_placement:
-    fleet_file: "{{ inventory_dir }}/fleet.yml"
-  delegate_to: localhost
-  run_once: true
+    placements: "{{ dict(groups['placement_pending'] | zip(groups['placement_pending']
+                    | map('extract', hostvars, 'harbor_placement'))) }}"
+
+- name: Place and record from the fleet file, and export the record for review in git
+  harborfleet.fleet.fleet_placement:
+    fleet_file: fleets/prod/fleet.yml
+    export_file: fleets/prod/fleet.placement.yml
 """
 
 RETURN = r"""
-placement:
-  description: Every tenant's placement.
-  returned: always
-  type: dict
-  sample: {acme: {postgres: pg-a, sentinel_group: sg-a}}
-placed:
-  description: Tenants placed by this run (or that would be, in check mode).
+recorded:
+  description: Tenants whose placement this run recorded (or would, in check mode).
   returned: always
   type: list
   elements: str
-usage:
-  description: Per tier kind and member, C([used, capacity]).
+placement:
+  description: Every tenant's placement (with O(fleet_file)), or the placements given.
   returned: always
   type: dict
-  sample: {postgres: {pg-a: [120, 400]}, sentinel_groups: {sg-a: [120, 120]}}
+  sample: {acme: {postgres: pg-a, sentinel_group: sg-a, redis_port: 7000, s3: s3-eu}}
+unplaced:
+  description: Tenants that fit no tier member, with the reason (with O(fleet_file)).
+  returned: always
+  type: dict
+usage:
+  description: Per tier kind and member, C([used, capacity]) (with O(fleet_file)).
+  returned: always
+  type: dict
+  sample: {postgres: {pg-a: [120, 400]}, sentinel_groups: {sg-a: [120, 150]}}
 overfull:
-  description: Members holding more tenants than their capacity.
+  description: Members holding more tenants than their capacity (with O(fleet_file)).
   returned: always
   type: list
   elements: str
@@ -71,49 +94,94 @@ overfull:
 
 import os
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import FleetError, load_fleet, placement_path, yaml
+from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
+    Fleet, load_yaml, merge_records, placement_path, yaml)
+from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import (
+    CONNECTION_SPEC, KUBERNETES_IMPORT_ERROR, KubeClient, k8s_client)
+from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_placement import read_records, record
+from ansible_collections.harborfleet.fleet.plugins.module_utils._module import guard
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import TenantInputError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import validate_tenant_id
 
-HEADER = ("# Written by harborfleet.fleet.fleet_placement: where each tenant lives. Commit it with the fleet file;\n"
-          "# a recorded tenant is never moved by the collection.\n")
+ARGUMENT_SPEC = dict(CONNECTION_SPEC, placements=dict(type="dict"), fleet_file=dict(type="path"),
+                     export_file=dict(type="path"))
+
+
+def from_fleet_file(params, recorded):
+    fleet_file = params["fleet_file"]
+    record_path = placement_path(fleet_file)
+    legacy = load_yaml(record_path, "placement record") if os.path.exists(record_path) else None
+    records = merge_records(Fleet.check_recorded(legacy, record_path), recorded, record_path)
+    fleet = Fleet(load_yaml(fleet_file, "fleet file"), {"tenants": records})
+    placement, new, unplaced = fleet.placement()
+    usage = fleet.usage(placement)
+    overfull = [f"{kind}/{name}" for kind, members in usage.items() for name, (used, cap) in members.items()
+                if cap is not None and used > cap]
+    wanted = {tid: placement[tid] for tid in sorted(set(new) | (set(records) - set(recorded))) if tid in placement}
+    return placement, wanted, dict(unplaced=unplaced, usage=usage, overfull=overfull)
+
+
+def run(module):
+    params = module.params
+    kube = KubeClient(params, pool_size=4)
+    try:
+        recorded = read_records(kube)
+        extra = {"unplaced": {}, "usage": {}, "overfull": []}
+        if params["fleet_file"]:
+            placement, wanted, extra = from_fleet_file(params, recorded)
+        else:
+            placement = {}
+            for tid, chosen in (params["placements"] or {}).items():
+                validate_tenant_id(tid, "placements")
+                if not isinstance(chosen, dict) or not chosen.get("postgres"):
+                    raise TenantInputError(f"placements.{tid}", "must be a mapping with at least postgres")
+                placement[tid] = chosen
+            wanted = {tid: chosen for tid, chosen in placement.items() if recorded.get(tid) != chosen}
+        written = []
+        for tid in sorted(wanted):
+            if module.check_mode:
+                if tid in recorded and recorded[tid] != wanted[tid]:
+                    module.fail_json(msg=f"tenant {tid!r} is already placed on {recorded[tid]}, not {wanted[tid]}")
+                written.append(tid)
+            elif record(kube, tid, wanted[tid]):
+                written.append(tid)
+    finally:
+        kube.close()
+    return placement, written, wanted, recorded, extra
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(fleet_file=dict(type="path", required=True),
-                                              placement_file=dict(type="path"),
-                                              forget=dict(type="list", elements="str", default=[])),
-                           supports_check_mode=True)
-    fleet_file = module.params["fleet_file"]
-    record_file = module.params["placement_file"] or placement_path(fleet_file)
-    try:
-        fleet, recorded = load_fleet(fleet_file, record_file)
-        fleet.forget(module.params["forget"])
-        placement, placed = fleet.placement()
-    except FleetError as exc:
-        module.fail_json(msg=str(exc))
-    document = fleet.placement_document(placement)
-    before = recorded or {"tenants": {}}
-    usage = fleet.usage(placement)
-    overfull = [f"{kind}/{name}" for kind, members in usage.items() for name, (used, cap) in members.items()
-                if used > cap]
-    for member in overfull:
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True,
+                           mutually_exclusive=[["placements", "fleet_file"]],
+                           required_one_of=[["placements", "fleet_file"]],
+                           required_by={"export_file": "fleet_file"})
+    if k8s_client is None:
+        module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
+    placement, written, wanted, recorded, extra = guard(module, run, module)
+    for member in extra["overfull"]:
         module.warn(f"{member} holds more tenants than its capacity; its tenants are not moved")
-    current_text = None
-    if os.path.exists(record_file):
-        with open(record_file, encoding="utf-8") as handle:
-            current_text = handle.read()
-    new_text = HEADER + yaml.safe_dump(document, default_flow_style=False, sort_keys=True)
-    changed = current_text != new_text
-    if changed and not module.check_mode:
-        partial = record_file + ".partial"
-        with open(partial, "w", encoding="utf-8") as handle:
-            handle.write(new_text)
-        os.replace(partial, record_file)
-    result = dict(changed=changed, placement=document["tenants"], placed=placed, usage=usage, overfull=overfull)
+    changed = bool(written)
+    export = module.params["export_file"]
+    if export:
+        text = yaml.safe_dump({"tenants": {tid: dict(sorted(placement[tid].items())) for tid in sorted(placement)}},
+                              default_flow_style=False, sort_keys=True)
+        current = None
+        if os.path.exists(export):
+            with open(export, encoding="utf-8") as handle:
+                current = handle.read()
+        if current != text:
+            changed = True
+            if not module.check_mode:
+                with open(export + ".partial", "w", encoding="utf-8") as handle:
+                    handle.write(text)
+                os.replace(export + ".partial", export)
+    result = dict(changed=changed, recorded=written, placement=placement, **extra)
     if module._diff:  # pylint: disable=protected-access
-        result["diff"] = {"before": before, "after": document, "before_header": record_file,
-                          "after_header": record_file}
+        result["diff"] = {"before": {tid: recorded.get(tid) for tid in written},
+                          "after": {tid: wanted[tid] for tid in written},
+                          "before_header": "recorded in the cluster", "after_header": "recorded in the cluster"}
     module.exit_json(**result)
 
 

@@ -228,7 +228,8 @@ options:
         Harbor Operator reads), the namespace being created when missing.
       - Required whenever a key is to be created; a tenant that would need one without it fails before anything is
         changed.
-      - Takes the same connection options as the collection's Kubernetes modules.
+      - Takes the same connection options as the collection's Kubernetes modules; an empty mapping uses the
+        client's defaults and the E(K8S_AUTH_*) environment variables.
     type: dict
     suboptions:
       kubeconfig:
@@ -470,7 +471,7 @@ def main():
         return connection, check_unique_buckets(specs)
 
     connection, specs = fm.guard(prepare)
-    store = SecretStore(params["secret_store"]) if params["secret_store"] else None
+    store = SecretStore(params["secret_store"]) if params["secret_store"] is not None else None
     backend = BucketBackend(connection, concurrency=params["concurrency"], wait_timeout=params["wait_timeout"],
                             store_secret=store)
     try:

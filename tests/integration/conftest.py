@@ -34,7 +34,8 @@ def run_playbook(fleet_dir, name, *extra, env=None, timeout=1200):
                "-e", f"fleet_file={os.path.join(fleet_dir, 'fleet.yml')}",
                os.path.join(ROOT, "playbooks", name), *extra]
     full_env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-                    HARBORFLEET_LAB_DIR=str(lab_module.LAB))
+                    HARBORFLEET_LAB_DIR=str(lab_module.LAB),
+                    K8S_AUTH_KUBECONFIG=os.path.join(str(lab_module.LAB), "kube", "kubeconfig"))
     full_env.update(env or {})
     proc = subprocess.run(command, capture_output=True, text=True, env=full_env, cwd=ROOT, check=False,
                           timeout=timeout)

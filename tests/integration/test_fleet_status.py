@@ -72,9 +72,12 @@ def build_fleet(directory, lab_env, kube, deps, names, unique, created):
     inventory.write_text("plugin: harborfleet.fleet.tenants\nfleet_file: fleet.yml\n", encoding="utf-8")
 
     run_module = ModuleRun(lab_env)
-    placed = run_module("fleet_placement", {"fleet_file": str(fleet_file)})
-    assert placed["changed"] is True and sorted(placed["placed"]) == sorted(names[k] for k in "abcd"), placed
-    assert (directory / "fleet.placement.yml").exists()
+    created.append(names["d"])  # its namespace holds its placement record
+    placed = run_module("fleet_placement", {"fleet_file": str(fleet_file), "kubeconfig": lab_env["LAB_KUBECONFIG"]})
+    assert placed["changed"] is True and sorted(placed["recorded"]) == sorted(names[k] for k in "abcd"), placed
+    assert not (directory / "fleet.placement.yml").exists()  # recorded in the cluster, nothing beside the file
+    again = run_module("fleet_placement", {"fleet_file": str(fleet_file), "kubeconfig": lab_env["LAB_KUBECONFIG"]})
+    assert again["changed"] is False and again["recorded"] == [], again
 
     # One list-form harbor_cluster call, all tenants wired to the same real database, master set and bucket.
     shared = cluster_args(lab_env, "unused", deps, labels={"harborfleet.test/run": unique},
@@ -122,7 +125,7 @@ def run_playbook(fleet, *options, report=None):
     command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), PLAYBOOK,
                "-i", str(fleet["inventory"]), "-e", f"@{extra_file}", *options]
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_PYTHON_INTERPRETER=sys.executable,
-               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_FORCE_COLOR="0")
+               ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_FORCE_COLOR="0", K8S_AUTH_KUBECONFIG=fleet["kubeconfig"])
     proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300, check=False)
     return proc.returncode, proc.stdout + proc.stderr
 

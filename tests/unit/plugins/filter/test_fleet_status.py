@@ -4,7 +4,6 @@ from ansible_collections.harborfleet.fleet.plugins.filter.fleet_status import fl
 
 def host(tid, plan="small", version="2.6.4"):
     return {"harbor_tenant": tid, "harbor_plan": plan, "harbor_region": "eu", "harbor_version": version,
-            "harbor_names": {"namespace": f"harbor-{tid}", "cluster_name": tid},
             "harbor_external_url": f"https://{tid}.example.test", "harbor_fleet_file": "/f/fleet.yml"}
 
 

@@ -22,8 +22,8 @@ def fleet_data(tenants, pg_capacity=(2, 2), sg_capacity=(3,), **extra):
 
 
 def test_new_tenants_spread_by_free_capacity_in_id_order():
-    placement, new = Fleet(fleet_data(["c", "a", "b"])).placement()
-    assert new == ["a", "b", "c"]
+    placement, new, unplaced = Fleet(fleet_data(["c", "a", "b"])).placement()
+    assert new == ["a", "b", "c"] and unplaced == {}
     assert {t: p["postgres"] for t, p in placement.items()} == {"a": "pg-a", "b": "pg-b", "c": "pg-a"}
     assert all(p["sentinel_group"] == "sg-a" for p in placement.values())
 
@@ -38,14 +38,15 @@ def test_recorded_tenants_never_move_even_when_tiers_change():
     placement = fleet.placement()[0]
     record = fleet.placement_document(placement)
     grown = fleet_data(["a", "b", "c"], pg_capacity=(2, 2, 10))  # a new, emptier server arrives
-    placement2, new = Fleet(grown, record).placement()
+    placement2, new, _ = Fleet(grown, record).placement()
     assert new == ["c"] and placement2["c"]["postgres"] == "pg-c"
     assert placement2["a"] == placement["a"] and placement2["b"] == placement["b"]
 
 
-def test_a_full_tier_is_an_error_naming_the_tenant():
-    with pytest.raises(FleetError, match="tenant 'd': no sentinel_groups member with free capacity"):
-        Fleet(fleet_data(["a", "b", "c", "d"], pg_capacity=(5,), sg_capacity=(3,))).placement()
+def test_a_tenant_that_fits_nowhere_is_left_unplaced_with_its_reason_and_the_others_are_placed():
+    placement, new, unplaced = Fleet(fleet_data(["a", "b", "c", "d"], pg_capacity=(5,), sg_capacity=(3,))).placement()
+    assert unplaced == {"d": "no sentinel_groups member with free capacity; add a member or raise a capacity"}
+    assert sorted(placement) == ["a", "b", "c"] and new == ["a", "b", "c"]
 
 
 def test_regions_restrict_members():
@@ -67,10 +68,9 @@ def test_removed_tenants_keep_their_record_and_load_until_forgotten():
     fleet = Fleet(fleet_data(["a", "b"], pg_capacity=(1, 1)))
     record = fleet.placement_document(fleet.placement()[0])
     shrunk = Fleet(fleet_data(["b", "c"], pg_capacity=(1, 1)), record)
-    with pytest.raises(FleetError, match="tenant 'c'"):  # a's server is still occupied by a
-        shrunk.placement()
+    assert "c" in shrunk.placement()[2]  # a's server is still occupied by a
     shrunk.forget(["a"])
-    placement, new = shrunk.placement()
+    placement, new, _ = shrunk.placement()
     assert new == ["c"] and placement["c"]["postgres"] == record["tenants"]["a"]["postgres"]
     with pytest.raises(FleetError, match="still in the fleet file"):
         shrunk.forget(["b"])
@@ -95,15 +95,18 @@ def test_all_problems_are_reported_at_once():
     assert "tenants[1].id" in text and "duplicate tenant id 'ok'" in text and "tenants[3].id" in text
 
 
-def test_tenant_vars_resolve_names_plan_and_tiers():
+def test_tenant_vars_are_compact_and_the_fleet_shares_tiers_and_plans_once():
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import placed_member
     fleet = Fleet(fleet_data([{"id": "acme", "plan": "large", "notary": True}]))
     placement = fleet.placement()[0]
     tv = fleet.tenant_vars(fleet.tenants[0], placement)
-    assert tv["harbor_external_url"] == "https://acme.registry.example.test"
-    assert tv["harbor_plan_settings"] == {"replicas": 3}
-    assert tv["harbor_names"]["bucket"] == "corp-acme"
-    assert tv["harbor_names"]["databases"] == ["acme_core", "acme_notaryserver", "acme_notarysigner"]
-    assert tv["harbor_postgres"]["host"] == "10.0.0.0" and tv["harbor_sentinel_group"]["name"] == "sg-a"
+    assert tv == {"harbor_tenant": "acme", "harbor_plan": "large", "harbor_region": None, "harbor_version": "2.6.4",
+                  "harbor_external_url": "https://acme.registry.example.test", "harbor_notary": True,
+                  "harbor_placement": {"postgres": "pg-a", "sentinel_group": "sg-a", "redis_port": 7000, "s3": "s3"}}
+    host = dict(tv, **fleet.group_vars())
+    assert host["harbor_fleet_plans"]["large"] == {"replicas": 3}
+    assert placed_member(host, "postgres")["host"] == "10.0.0.0"
+    assert placed_member(host, "sentinel_groups")["name"] == "sg-a" and placed_member(host, "s3")["name"] == "s3"
 
 
 def test_sidecar_path():
@@ -128,7 +131,8 @@ def test_redis_ports_are_the_lowest_free_and_sticky():
 def host_vars(data, secrets=True):
     fleet = Fleet(data)
     placement = fleet.placement()[0]
-    hosts = [dict(fleet.tenant_vars(t, placement), harbor_placement_recorded=True) for t in fleet.tenants]
+    hosts = [dict(fleet.tenant_vars(t, placement), harbor_placement_recorded=True, **fleet.group_vars())
+             for t in fleet.tenants]
     values = {h["harbor_tenant"]: {"database": "db-" + h["harbor_tenant"], "cache": "c" + h["harbor_tenant"]}
               for h in hosts} if secrets else {}
     return hosts, values
@@ -152,14 +156,14 @@ def test_batches_group_by_tier_member_and_carry_what_differs():
     assert item["cache"] == {"host": "10.0.1.1", "port": 26379} and item["bucket_prefix"] == "corp-"
 
 
-def test_batches_refuse_unrecorded_placement_and_missing_passwords():
+def test_batches_refuse_missing_passwords_and_unknown_members():
     from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import batches
     hosts = host_vars(fleet_data(["a"]), secrets=False)[0]
     with pytest.raises(FleetError, match="no database password"):
         batches(hosts, "database", {})
-    hosts[0]["harbor_placement_recorded"] = False
-    with pytest.raises(FleetError, match="placement not recorded"):
-        batches(hosts, "secrets")
+    hosts[0]["harbor_placement"] = dict(hosts[0]["harbor_placement"], postgres="pg-gone")
+    with pytest.raises(FleetError, match="no postgres tier member"):
+        batches(hosts, "database_removal")
 
 
 def test_running_versions_are_kept_until_the_upgrade_playbook():
@@ -236,3 +240,28 @@ def test_loop_results_are_kept_per_member_and_extra_and_items_shape_the_batches(
     assert [item["rotate_credentials"] for item in batch["tenants"]] == [True, True]
     (batch,) = batches(hosts, "bucket", items=[{"tenant": "b", "delete_access_keys": ["OLD"]}])
     assert batch["tenants"] == [{"tenant": "b", "delete_access_keys": ["OLD"]}]
+
+
+def test_two_tenants_on_one_redis_port_are_named():
+    fleet = Fleet(fleet_data(["a", "b"], sg_capacity=(5,)))
+    record = fleet.placement_document(fleet.placement()[0])
+    record["tenants"]["b"]["redis_port"] = record["tenants"]["a"]["redis_port"]
+    with pytest.raises(FleetError, match="tenants 'a' and 'b' both have Redis port 7000 in sentinel group 'sg-a'"):
+        Fleet(fleet_data(["a", "b"], sg_capacity=(5,)), record).placement()
+
+
+def test_s3_endpoints_are_placed_in_the_tenants_region_and_legacy_records_keep_the_first():
+    data = fleet_data([{"id": "eu1", "region": "eu"}, {"id": "us1", "region": "us"}])
+    data["tiers"]["s3"] = [{"name": "s3-eu", "regions": ["eu"]}, {"name": "s3-us", "regions": ["us"]}]
+    placement = Fleet(data).placement()[0]
+    assert placement["eu1"]["s3"] == "s3-eu" and placement["us1"]["s3"] == "s3-us"
+    legacy = {"tenants": {"us1": {"postgres": "pg-a", "sentinel_group": "sg-a", "redis_port": 7000}}}
+    assert Fleet(data, legacy).placement()[0]["us1"]["s3"] == "s3-eu"  # where it has always been
+
+
+@pytest.mark.parametrize("key", ["password", "admin_password", "secret_key", "access_key", "token"])
+def test_credentials_in_a_tier_entry_are_refused(key):
+    data = fleet_data(["a"])
+    data["tiers"]["postgres"][0][key] = "hunter2"
+    with pytest.raises(FleetError, match=f"tiers.postgres\\[0\\].{key}: admin credentials do not belong"):
+        Fleet(data)

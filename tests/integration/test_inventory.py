@@ -1,0 +1,127 @@
+"""The tenants inventory plugin as an inventory sync runs it (ansible-inventory --list): placement read from the
+cluster, new tenants placed in memory, unplaceable tenants grouped with their reason, bad fleets refused by name."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+
+def fleet(lab_env, tenants, **tiers):
+    base = {
+        "postgres": [{"name": "pg-lab", "host": lab_env["LAB_PG_HOST"], "port": int(lab_env["LAB_PG_PORT"]),
+                      "capacity": 10}],
+        "sentinel_groups": [{"name": "sg-lab", "sentinels": lab_env["LAB_SENTINELS"].split(","), "capacity": 10,
+                             "redis_port_base": 27600}],
+        "s3": [{"name": "s3-lab", "endpoint": lab_env["LAB_S3_ENDPOINT"]}],
+    }
+    base.update(tiers)
+    return {"defaults": {"plan": "small", "harbor_version": "2.6.4", "domain": "inv.lab.test"},
+            "plans": {"small": {}}, "tiers": base, "tenants": [{"id": t} if isinstance(t, str) else t for t in tenants]}
+
+
+def write(directory, data, record=None):
+    (directory / "fleet.yml").write_text(yaml.safe_dump(data))
+    (directory / "fleet.tenants.yml").write_text("plugin: harborfleet.fleet.tenants\nfleet_file: fleet.yml\n")
+    if record is not None:
+        (directory / "fleet.placement.yml").write_text(yaml.safe_dump(record))
+    return directory / "fleet.tenants.yml"
+
+
+def inventory(lab_env, source, *args):
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", K8S_AUTH_KUBECONFIG=lab_env["LAB_KUBECONFIG"],
+               ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="true")
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-inventory"), "-i", str(source),
+                           "--list", "--export", *args], capture_output=True, text=True, cwd=ROOT, env=env,
+                          check=False, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture
+def namespaces(kube_client):
+    from kubernetes import client
+    made = []
+    yield made
+    core = client.CoreV1Api(kube_client)
+    for tid in made:
+        try:
+            core.delete_namespace(f"harbor-{tid}")
+        except client.ApiException:
+            pass
+
+
+def test_placement_comes_from_the_cluster_and_new_tenants_are_pending(lab_env, tmp_path, run_module, unique,
+                                                                         namespaces):
+    a, b = f"inv-a-{unique}", f"inv-b-{unique}"
+    namespaces.extend([a, b])
+    source = write(tmp_path, fleet(lab_env, [a]))
+    recorded = run_module("fleet_placement", {"fleet_file": str(tmp_path / "fleet.yml"),
+                                              "kubeconfig": lab_env["LAB_KUBECONFIG"]})
+    assert recorded["recorded"] == [a], recorded
+    write(tmp_path, fleet(lab_env, [a, b]))
+    rc, out, err = inventory(lab_env, source)
+    assert rc == 0, err
+    data = json.loads(out)
+    assert sorted(data["tenants"]["hosts"]) == sorted([a, b])
+    assert data["placement_pending"]["hosts"] == [b]
+    hostvars = data["_meta"]["hostvars"]
+    assert hostvars[a]["harbor_placement"] == recorded["placement"][a] and hostvars[a]["harbor_placement_recorded"]
+    assert hostvars[b]["harbor_placement"]["redis_port"] == 27601  # the next free port of the group
+    # compact: the tiers and plans are the group's, once
+    assert "harbor_fleet_tiers" not in hostvars[a] and "pg-lab" in data["tenants"]["vars"]["harbor_fleet_tiers"]["postgres"]
+    assert sorted(os.listdir(tmp_path)) == ["fleet.tenants.yml", "fleet.yml"]  # nothing written beside it
+
+
+def test_a_tenant_that_fits_nowhere_is_unplaced_and_the_sync_succeeds(lab_env, tmp_path, unique):
+    tiers = {"postgres": [{"name": "pg-lab", "host": "127.0.0.1", "capacity": 1}]}
+    source = write(tmp_path, fleet(lab_env, [f"u1-{unique}", f"u2-{unique}"], **tiers))
+    rc, out, err = inventory(lab_env, source)
+    assert rc == 0, err
+    data = json.loads(out)
+    assert data["unplaced"]["hosts"] == [f"u2-{unique}"] and data["tenants"]["hosts"] == [f"u1-{unique}"]
+    reason = data["_meta"]["hostvars"][f"u2-{unique}"]["harbor_unplaced_reason"]
+    assert reason == "no postgres member with free capacity; add a member or raise a capacity"
+
+
+@pytest.mark.parametrize("case, message", [
+    ("reserved", "tenants.id 'tenants' is reserved"),
+    ("plans", "plan names 'gold-1' and 'gold_1' both make the group 'plan_gold_1'"),
+    ("secret", "tiers.postgres[0].password: admin credentials do not belong in the fleet file"),
+    ("ports", "both have Redis port 27600 in sentinel group 'sg-lab'"),
+    ("record", "placement record: must be a mapping with 'tenants'"),
+    ("id", "is not a valid tenant id"),
+])
+def test_bad_fleets_fail_the_sync_naming_the_field(lab_env, tmp_path, unique, case, message):
+    one, two = f"bad-a-{unique}", f"bad-b-{unique}"
+    data, record = fleet(lab_env, [one, two]), None
+    if case == "reserved":
+        data["tenants"].append({"id": "tenants"})
+    elif case == "plans":
+        data["plans"] = {"gold-1": {}, "gold_1": {}}
+        data["tenants"] = [{"id": one, "plan": "gold-1"}]
+    elif case == "secret":
+        data["tiers"]["postgres"][0]["password"] = "hunter2"
+    elif case == "ports":
+        record = {"tenants": {t: {"postgres": "pg-lab", "sentinel_group": "sg-lab", "redis_port": 27600}
+                              for t in (one, two)}}
+    elif case == "record":
+        record = [{one: "pg-lab"}]
+    elif case == "id":
+        data["tenants"].append({"id": one + "\n"})
+    source = write(tmp_path, data, record)
+    rc, out, err = inventory(lab_env, source)
+    assert rc != 0 and message in err, err[-2000:]
+    assert "hunter2" not in out + err
+
+
+def test_the_sync_can_be_cached(lab_env, tmp_path, unique):
+    source = write(tmp_path, fleet(lab_env, [f"c-{unique}"]))
+    with open(source, "a", encoding="utf-8") as handle:
+        handle.write(f"cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: {tmp_path / 'cache'}\n")
+    rc, first, err = inventory(lab_env, source)
+    assert rc == 0, err
+    assert os.listdir(tmp_path / "cache"), "nothing was cached"
