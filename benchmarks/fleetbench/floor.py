@@ -37,6 +37,7 @@ LABEL_TENANT = "harborfleet.io/tenant"
 SECRETS = {"database": ("goharbor.io/postgresql", ("postgres-password", "postgresql-password")),
            "cache": ("goharbor.io/redis", ("redis-password",)),
            "admin": ("goharbor.io/single", ("secret",))}
+STORAGE_SECRET = ("goharbor.io/single", ("secret",))
 LIFECYCLE = [
     {"ID": "harborfleet-abort-incomplete-multipart-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
      "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": BUCKET_SETTINGS["abort_incomplete_multipart_days"]}},
@@ -141,7 +142,7 @@ def namespace_manifest(tenant):
 
 
 def secret_manifest(tenant, purpose, value):
-    kind, keys = SECRETS[purpose]
+    kind, keys = STORAGE_SECRET if purpose == "storage" else SECRETS[purpose]
     encoded = base64.b64encode(value.encode()).decode()
     return {"apiVersion": "v1", "kind": "Secret", "type": kind,
             "metadata": {"name": f"{tenant.tenant}-{purpose}", "namespace": f"harbor-{tenant.tenant}",
@@ -368,7 +369,9 @@ class Floor:
 
     # ------------------------------------------------------------------ credentials
     def credentials(self, tenants):
+        """What tenant_bucket does for a new key: user, policy, key, and the key's secret in the tenant's Secret."""
         iam = self._boto("iam", self.options.floor_concurrency)
+        kube = KubeRaw(self.env["LAB_KUBECONFIG"], self.options.floor_concurrency + 2)
 
         def work(tenant, _resource):
             user = f"harbor-{tenant.tenant}"
@@ -377,10 +380,14 @@ class Floor:
                 "Version": "2012-10-17", "Statement": [{
                     "Sid": "HarborfleetTenantBucket", "Effect": "Allow", "Action": CREDENTIAL_ACTIONS,
                     "Resource": [f"arn:aws:s3:::{tenant.bucket}", f"arn:aws:s3:::{tenant.bucket}/*"]}]}))
-            iam.create_access_key(UserName=user)
+            key = iam.create_access_key(UserName=user)["AccessKey"]
+            kube.apply(secret_manifest(tenant, "storage", key["SecretAccessKey"]))
 
         timings = {}
-        self._timed(timings, "credentials", lambda: pool_map(work, tenants, self.options.floor_concurrency))
+        try:
+            self._timed(timings, "credentials", lambda: pool_map(work, tenants, self.options.floor_concurrency))
+        finally:
+            kube.close()
         return timings
 
     def credentials_noop(self, tenants):
