@@ -135,29 +135,46 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         try:
             fleet = Fleet(load_yaml(fleet_path, "fleet file"), {"tenants": records})
             placement, new, unplaced = fleet.placement()
+            new = set(new)
         except FleetError as exc:
             raise FleetError(f"{fleet_path}: {exc}") from None
         status = self._live_status(fleet) if self.get_option("live_status") else None
         hosts, groups = {}, {"tenants": [], "unplaced": [], "placement_pending": []}
+        # Values many tenants share are variables of the group that has them (plan_*, region_*, harbor_*,
+        # tenants), not copies in every host: a 10,000-tenant inventory stays small and quick to export.
+        group_vars = {"tenants": dict(fleet.group_vars(), harbor_fleet_file=fleet_path, ansible_connection="local",
+                                      harbor_notary=False, harbor_placement_recorded=True)}
         for tenant in fleet.tenants:
             tid = tenant["id"]
             if tid in RESERVED:
                 raise FleetError(f"{fleet_path}: tenants.id {tid!r} is reserved (an inventory group or host name)")
-            host = fleet.tenant_vars(tenant, placement)
+            full = fleet.tenant_vars(tenant, placement)
+            host = {key: full[key] for key in ("harbor_tenant", "harbor_placement", "harbor_external_url",
+                                               "harbor_overrides", "harbor_labels") if key in full}
+            if full["harbor_notary"]:
+                host["harbor_notary"] = True
             if tid in unplaced:
-                host["harbor_unplaced_reason"] = unplaced[tid]
+                host.update(harbor_unplaced_reason=unplaced[tid], harbor_plan=full["harbor_plan"],
+                            harbor_region=full["harbor_region"], harbor_version=full["harbor_version"])
                 hosts[tid] = host
                 groups["unplaced"].append(tid)
                 continue
-            host["harbor_placement_recorded"] = tid not in new
+            if tid in new:
+                host["harbor_placement_recorded"] = False
             hosts[tid] = host
             names = ["tenants"] + (["placement_pending"] if tid in new else [])
             chosen = host["harbor_placement"]
-            for prefix, value in (("plan_", tenant.get("plan")), ("region_", tenant.get("region")),
-                                  ("harbor_", host["harbor_version"]), ("pg_", chosen.get("postgres")),
-                                  ("sentinel_", chosen.get("sentinel_group")), ("s3_", chosen.get("s3"))):
+            for prefix, variable, value in (("plan_", "harbor_plan", full["harbor_plan"]),
+                                            ("region_", "harbor_region", full["harbor_region"]),
+                                            ("harbor_", "harbor_version", full["harbor_version"]),
+                                            ("pg_", None, chosen.get("postgres")),
+                                            ("sentinel_", None, chosen.get("sentinel_group")),
+                                            ("s3_", None, chosen.get("s3"))):
                 if value:
-                    names.append(_group_name(prefix, value))
+                    name = _group_name(prefix, value)
+                    names.append(name)
+                    if variable:
+                        group_vars.setdefault(name, {variable: value})
             if status is not None:
                 live = status.get(tid)
                 if live is not None:
@@ -169,7 +186,6 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for name in names:
                 groups.setdefault(name, []).append(tid)
         self._check_group_names(fleet, fleet_path)
-        group_vars = dict(fleet.group_vars(), harbor_fleet_file=fleet_path)
         return {"hosts": hosts, "groups": groups, "group_vars": group_vars}
 
     @staticmethod
@@ -214,19 +230,21 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                                      "tenant or the host")
         for name in data["groups"]:
             self.inventory.add_group(name)
-        for key, value in data["group_vars"].items():
-            self.inventory.set_variable("tenants", key, value)
+        for name, variables in data["group_vars"].items():
+            for key, value in variables.items():
+                self.inventory.set_variable(name, key, value)
         strict = self.get_option("strict")
         for tid, host in data["hosts"].items():
             self.inventory.add_host(tid)
-            self.inventory.set_variable(tid, "ansible_connection", "local")
             for key, value in host.items():
                 self.inventory.set_variable(tid, key, value)
+        shared = {}
         for name, members in data["groups"].items():
             for tid in members:
                 self.inventory.add_child(name, tid)
+                shared.setdefault(tid, {}).update(data["group_vars"].get(name) or {})
         for tid in data["groups"]["tenants"]:
-            hostvars = dict(data["group_vars"], **data["hosts"][tid])
+            hostvars = dict(shared[tid], **data["hosts"][tid])
             self._set_composite_vars(self.get_option("compose"), hostvars, tid, strict=strict)
             self._add_host_to_composed_groups(self.get_option("groups"), hostvars, tid, strict=strict)
             self._add_host_to_keyed_groups(self.get_option("keyed_groups"), hostvars, tid, strict=strict)

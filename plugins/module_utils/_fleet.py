@@ -104,7 +104,9 @@ class Fleet:
         self.tiers = {name: list((data.get("tiers") or {}).get(name) or []) for name in
                       ("postgres", "sentinel_groups", "s3", "kubernetes")}
         self.recorded = self.check_recorded(placement)
+        self._members = {}
         self._check_tiers()
+        self._by_name = {kind: {m['name']: m for m in members} for kind, members in self.tiers.items()}
         self.tenants = self._check_tenants(data.get("tenants") or [])
 
     # ------------------------------------------------------------------ validation
@@ -185,7 +187,12 @@ class Fleet:
 
     # ------------------------------------------------------------------ placement
     def members(self, kind, region=None):
-        return [m for m in self.tiers[kind] if region is None or not m.get("regions") or region in m["regions"]]
+        """The members of a tier a tenant of ``region`` may be placed on (computed once per kind and region)."""
+        key = (kind, region)
+        if key not in self._members:
+            self._members[key] = [m for m in self.tiers[kind]
+                                  if region is None or not m.get("regions") or region in m["regions"]]
+        return self._members[key]
 
     def placement(self):
         """Every tenant's placement: pinned in the fleet file, else recorded, else newly computed.
@@ -194,7 +201,7 @@ class Fleet:
         now, and {tenant id: reason} for tenants that fit nowhere (they are left out of ``placement``, and nothing
         is overfilled: one tenant that does not fit never stops the others).
         """
-        result, new, unplaced = {}, [], {}
+        result, new, unplaced = {}, {}, {}  # new: an ordered set (dict keys)
         load = {kind: {m["name"]: 0 for m in self.tiers[kind]} for kind in PLACED_TIERS}
         # Tenants gone from the fleet file keep their record (and their load) until they are removed from the
         # backends (their namespace, which holds the record, goes last).
@@ -205,7 +212,7 @@ class Fleet:
             if tid in self.recorded and "s3" not in chosen and self.tiers["s3"]:
                 # Recorded before S3 endpoints were placed: such tenants used the first endpoint; they stay there.
                 chosen["s3"] = self.tiers["s3"][0]["name"]
-                new.append(tid)
+                new[tid] = True
             result[tid] = chosen
             for kind in PLACED_TIERS:
                 name = chosen.get(PLACEMENT_KEYS[kind])
@@ -215,22 +222,25 @@ class Fleet:
                     raise FleetError(f"tenant {tid!r}: placed on {kind} member {name!r}, which is not in "
                                      f"tiers.{kind}; a tenant is never moved silently: fix the fleet file")
                 load[kind][name] += 1
+        capacity = {kind: {m["name"]: self._capacity(m, kind) for m in self.tiers[kind]} for kind in PLACED_TIERS}
         for tenant in sorted(self.tenants, key=lambda t: t["id"]):
             tid, chosen, taken = tenant["id"], result[tenant["id"]], []
             for kind in PLACED_TIERS:
                 key = PLACEMENT_KEYS[kind]
                 if chosen.get(key) or not self.tiers[kind]:
                     continue
-                candidates = [(self._capacity(m, kind) - load[kind][m["name"]], m["name"])
-                              for m in self.members(kind, tenant.get("region"))]
-                candidates = [c for c in candidates if c[0] > 0]
-                if not candidates:
+                best, used, caps = None, load[kind], capacity[kind]
+                for member in self.members(kind, tenant.get("region")):  # the most free capacity, ties by name
+                    name = member["name"]
+                    free = caps[name] - used[name]
+                    if free > 0 and (best is None or (-free, name) < best):
+                        best = (-free, name)
+                if best is None:
                     unplaced[tid] = (f"no {kind} member with free capacity"
                                      + (f" in region {tenant.get('region')!r}" if tenant.get("region") else "")
                                      + "; add a member or raise a capacity")
                     break
-                name = sorted(candidates, key=lambda c: (-c[0], c[1]))[0][1]
-                taken.append((kind, key, name))
+                taken.append((kind, key, best[1]))
             if tid in unplaced:
                 del result[tid]
                 continue
@@ -238,9 +248,9 @@ class Fleet:
                 chosen[key] = name
                 load[kind][name] += 1
             if taken:
-                new.append(tid)
+                new[tid] = True
         self._assign_redis_ports(result, new)
-        return result, new, unplaced
+        return result, list(new), unplaced
 
     def _assign_redis_ports(self, result, new):
         """Each tenant's Redis port in its sentinel group: the lowest free one from the group's redis_port_base.
@@ -269,8 +279,7 @@ class Fleet:
                 port += 1
             chosen["redis_port"] = port
             used[port] = tid
-            if tid not in new:
-                new.append(tid)
+            new[tid] = True
 
     def forget(self, tenant_ids):
         """Drop removed tenants from the record; a tenant still in the fleet file cannot be forgotten."""
@@ -331,10 +340,7 @@ class Fleet:
                 "harbor_fleet_plans": copy.deepcopy(self.plans)}
 
     def _member(self, kind, name):
-        for member in self.tiers[kind]:
-            if member["name"] == name:
-                return copy.deepcopy(member)
-        return None
+        return self._by_name[kind].get(name)
 
 
 # --------------------------------------------------------------------------- from inventory hosts to module calls
