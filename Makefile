@@ -85,7 +85,7 @@ bench: lab-up ## the fleet benchmark (N=10,100,1000 PHASES=provision,noop,creden
 	  $(if $(NAIVE_MAX),--naive-max "$(NAIVE_MAX)") $(BENCH_ARGS)
 
 bench-smoke: collection ## the benchmark at N=10 against the running lab: it runs to the end (no time is asserted)
-	@$(PY) benchmarks/bench.py --n 10 --credentials-max 10 --results $(BUILD)/bench-smoke
+	@$(PY) benchmarks/bench.py --n 10 --credentials-max 10 --inventory 100 --results $(BUILD)/bench-smoke
 
 build: venv ## build the collection tarball into .build/
 	ansible-galaxy collection build --force --output-path $(BUILD)

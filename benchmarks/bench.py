@@ -39,6 +39,7 @@ from fleetbench.ansible_paths import FleetPath, NaivePath  # noqa: E402
 from fleetbench.collection_ops import CollectionOps  # noqa: E402
 from fleetbench.common import BENCH, BenchError, CpuMeter, lab_env, machine_info, make_tenants  # noqa: E402
 from fleetbench.floor import Floor  # noqa: E402
+from fleetbench import inventory  # noqa: E402
 from fleetbench.redis_tier import RedisTier  # noqa: E402
 
 PATHS = ("naive", "fleet", "floor")
@@ -73,6 +74,8 @@ def parse_args(argv):
     parser.add_argument("--s3-wait-timeout", type=int, default=60,
                         help="tenant_bucket's wait_timeout in both Ansible paths (0: no read-back after writes)")
     parser.add_argument("--repeat", type=int, default=1, help="rounds per N and path")
+    parser.add_argument("--inventory", default="1000,10000",
+                        help="fleet sizes of the inventory sync measurement, comma-separated (empty: none)")
     parser.add_argument("--port-base", type=int, default=20000, help="first port of the benchmark's Redis tier")
     parser.add_argument("--results", default=os.path.join(BENCH, "results"), help="where results are written")
     parser.add_argument("--keep-workdir", action="store_true",
@@ -114,6 +117,7 @@ class Bench:
         self.tier = None
         self.ops = None
         self.rows = []
+        self.inventory_rows = []
         self.rounds = []
         self.pending_cleanup = []
         self.errors = []
@@ -224,6 +228,9 @@ class Bench:
             for number, (n, path, purpose) in enumerate(rounds):
                 self.run_round(number, n, path, purpose)
                 self.write(machine, started, partial=True)
+            for n in sorted(int(x) for x in args.inventory.split(",") if x.strip()):
+                self.log(f"inventory sync of {n} tenants")
+                self.inventory_rows.append(inventory.measure(n))
         except KeyboardInterrupt:
             self.errors.append("interrupted")
         finally:
@@ -262,6 +269,7 @@ class Bench:
             "machine": machine, "redis_tier": redis,
             "options": {k: v for k, v in vars(args).items() if k not in ("ns", "phase_list", "path_list")},
             "rows": report.sort_rows(rows), "rounds": self.rounds, "targets": report.targets(rows),
+            "inventory": self.inventory_rows,
             "errors": self.errors,
         }
         described = (f"{machine.get('cores')} cores ({machine.get('cpu')}), {machine.get('memory_gib')} GiB, "
@@ -273,7 +281,9 @@ class Bench:
             f"S3: tenant_bucket wait_timeout {args.s3_wait_timeout}"
             + (" (no read-back after writes)." if not args.s3_wait_timeout else " (every write read back)."), "",
             report.table(rows), "", "Seconds per tier:", "",
-            report.tier_table(rows), "", "Targets:", ""] + (document["targets"] or ["- (not measured at N=1000)"])
+            report.tier_table(rows), "", "Inventory sync (a generated fleet, placement from a record file):", "",
+            inventory.table(self.inventory_rows), "", "Targets:", ""]
+            + (document["targets"] or ["- (not measured at N=1000)"])
             + ([""] + [f"ERROR: {e}" for e in self.errors] if self.errors else [])) + "\n"
         svg = report.svg_plot(rows, "harborfleet.fleet benchmark: wall time against tenants",
                               f"{described}\n{redis.get('note', '')}")
