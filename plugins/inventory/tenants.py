@@ -129,11 +129,13 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             fleet_path = os.path.normpath(os.path.join(os.path.dirname(path), fleet_path))
         record_path = placement_path(fleet_path)
         legacy = load_yaml(record_path, "placement record") if os.path.exists(record_path) else None
-        file_records = Fleet.check_recorded(legacy, record_path)
-        cluster_records = self._cluster_records() if self.get_option("placement") == "cluster" else {}
+        file_records = Fleet.check_recorded(legacy, f"placement record {record_path}")
+        data = load_yaml(fleet_path, "fleet file")
+        name = (data.get("name") if isinstance(data, dict) else None) or "default"
+        cluster_records = self._cluster_records(name) if self.get_option("placement") == "cluster" else {}
         records = merge_records(file_records, cluster_records, record_path)
         try:
-            fleet = Fleet(load_yaml(fleet_path, "fleet file"), {"tenants": records})
+            fleet = Fleet(data, {"tenants": records})
             placement, new, unplaced = fleet.placement()
             new = set(new)
         except FleetError as exc:
@@ -200,14 +202,14 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     raise FleetError(f"{fleet_path}: {prefix[:-1]} names {other!r} and {value!r} both make the group "
                                      f"{_group_name(prefix, value)!r}; rename one")
 
-    def _cluster_records(self):
+    def _cluster_records(self, fleet_name):
         from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import KubeClient, k8s_client
         from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_placement import read_records
         if k8s_client is None:
             raise FleetError("placement: cluster needs the Python library kubernetes (or set placement: file)")
         kube = KubeClient({"kubeconfig": self.get_option("kubeconfig"), "context": self.get_option("context")})
         try:
-            return read_records(kube)
+            return read_records(kube, fleet_name)
         except FleetError as exc:
             raise FleetError(f"placement: cannot read the placement recorded in the cluster: {exc}") from None
         finally:

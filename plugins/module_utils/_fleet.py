@@ -99,6 +99,8 @@ class Fleet:
     def __init__(self, data, placement=None):
         if not isinstance(data, dict):
             raise FleetError("the fleet file must be a mapping with 'tenants' (and optionally defaults, plans, tiers)")
+        # The fleet's name scopes its placement records: fleets sharing a cluster never count each other's tenants.
+        self.name = validate_dns_label(data.get("name") or "default", "name")
         self.defaults = dict(data.get("defaults") or {})
         self.plans = dict(data.get("plans") or {})
         self.tiers = {name: list((data.get("tiers") or {}).get(name) or []) for name in
@@ -335,7 +337,8 @@ class Fleet:
 
     def group_vars(self):
         """What every tenant shares, set once on the group ``tenants``: tier members by kind and name, plans."""
-        return {"harbor_fleet_tiers": {kind: {m["name"]: copy.deepcopy(m) for m in members}
+        return {"harbor_fleet_name": self.name,
+                "harbor_fleet_tiers": {kind: {m["name"]: copy.deepcopy(m) for m in members}
                                        for kind, members in self.tiers.items()},
                 "harbor_fleet_plans": copy.deepcopy(self.plans)}
 

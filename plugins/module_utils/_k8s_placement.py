@@ -21,8 +21,9 @@ from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client impo
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import TENANT_LABEL, Tenant
 
 PLACEMENT_ANNOTATION = "harborfleet.io/placement"
+FLEET_LABEL = "harborfleet.io/fleet"
 FIELD_MANAGER = "harborfleet-placement"
-RECORD_KEYS = ("postgres", "sentinel_group", "redis_port")
+RECORD_KEYS = ("postgres", "sentinel_group", "redis_port", "s3")
 
 
 def _record_of(namespace):
@@ -39,10 +40,11 @@ def _record_of(namespace):
     return record
 
 
-def read_records(kube):
+def read_records(kube, fleet_name):
     """{tenant id: placement} from the annotations of the fleet's namespaces (one LIST)."""
     records = {}
-    for namespace in kube.list("/api/v1/namespaces", "list namespaces", MANAGED_BY_SELECTOR):
+    selector = f"{MANAGED_BY_SELECTOR},{FLEET_LABEL}={fleet_name}"
+    for namespace in kube.list("/api/v1/namespaces", "list namespaces", selector):
         tid = ((namespace.get("metadata") or {}).get("labels") or {}).get(TENANT_LABEL)
         record = _record_of(namespace)
         if tid and record is not None and namespace["metadata"]["name"] == Tenant(tid, bucket_prefix="").namespace:
@@ -54,12 +56,13 @@ def _wanted(placement):
     return {key: placement[key] for key in RECORD_KEYS if placement.get(key) is not None}
 
 
-def record(kube, tenant_id, placement):
+def record(kube, tenant_id, placement, fleet_name):
     """Record one tenant's placement unless the cluster already holds it; returns True when it wrote.
 
     A different placement recorded meanwhile (another run) is an error naming both; nothing is overwritten.
     """
     tenant = Tenant(tenant_id, bucket_prefix="")
+    labels = dict(tenant.labels, **{FLEET_LABEL: fleet_name})
     wanted = _wanted(placement)
     body = json.dumps(wanted, sort_keys=True)
     path = f"/api/v1/namespaces/{tenant.namespace}"
@@ -74,7 +77,7 @@ def record(kube, tenant_id, placement):
                                      f"cluster by another run), not {wanted}: re-read the inventory and run again")
                 return False
             patch = {"metadata": {"resourceVersion": live["metadata"]["resourceVersion"],
-                                  "labels": tenant.labels, "annotations": {PLACEMENT_ANNOTATION: body}}}
+                                  "labels": labels, "annotations": {PLACEMENT_ANNOTATION: body}}}
             try:
                 kube.request("PATCH", path, f"record the placement of {tenant_id}", query, patch,
                              "application/merge-patch+json")
@@ -84,7 +87,7 @@ def record(kube, tenant_id, placement):
                     raise
             continue  # changed since read: look again
         manifest = {"apiVersion": "v1", "kind": "Namespace",
-                    "metadata": {"name": tenant.namespace, "labels": tenant.labels,
+                    "metadata": {"name": tenant.namespace, "labels": labels,
                                  "annotations": {PLACEMENT_ANNOTATION: body}}}
         try:
             kube.request("POST", "/api/v1/namespaces", f"record the placement of {tenant_id}", query, manifest)

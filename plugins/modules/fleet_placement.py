@@ -43,6 +43,12 @@ options:
         namespace already records the same placement is left alone; one that records another is an error.
       - Mutually exclusive with O(fleet_file).
     type: dict
+  fleet:
+    description:
+      - With O(placements), the fleet's name (the fleet file's C(name), which the inventory gives as
+        C(harbor_fleet_name)). It scopes the records, so fleets that share a cluster never count each other's tenants.
+    type: str
+    default: default
   fleet_file:
     description:
       - A fleet file whose new tenants are placed and recorded (see the description).
@@ -105,16 +111,16 @@ from ansible_collections.harborfleet.fleet.plugins.module_utils._module import g
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import TenantInputError
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import validate_tenant_id
 
-ARGUMENT_SPEC = dict(CONNECTION_SPEC, placements=dict(type="dict"), fleet_file=dict(type="path"),
-                     export_file=dict(type="path"))
+ARGUMENT_SPEC = dict(CONNECTION_SPEC, placements=dict(type="dict"), fleet=dict(type="str", default="default"),
+                     fleet_file=dict(type="path"), export_file=dict(type="path"))
 
 
-def from_fleet_file(params, recorded):
+def from_fleet_file(params, recorded, data):
     fleet_file = params["fleet_file"]
     record_path = placement_path(fleet_file)
     legacy = load_yaml(record_path, "placement record") if os.path.exists(record_path) else None
-    records = merge_records(Fleet.check_recorded(legacy, record_path), recorded, record_path)
-    fleet = Fleet(load_yaml(fleet_file, "fleet file"), {"tenants": records})
+    records = merge_records(Fleet.check_recorded(legacy, f"placement record {record_path}"), recorded, record_path)
+    fleet = Fleet(data, {"tenants": records})
     placement, new, unplaced = fleet.placement()
     usage = fleet.usage(placement)
     overfull = [f"{kind}/{name}" for kind, members in usage.items() for name, (used, cap) in members.items()
@@ -127,10 +133,13 @@ def run(module):
     params = module.params
     kube = KubeClient(params, pool_size=4)
     try:
-        recorded = read_records(kube)
+        data = load_yaml(params["fleet_file"], "fleet file") if params["fleet_file"] else None
+        fleet_name = ((data if isinstance(data, dict) else {}).get("name") if data is not None else params["fleet"]) \
+            or "default"
+        recorded = read_records(kube, fleet_name)
         extra = {"unplaced": {}, "usage": {}, "overfull": []}
         if params["fleet_file"]:
-            placement, wanted, extra = from_fleet_file(params, recorded)
+            placement, wanted, extra = from_fleet_file(params, recorded, data)
         else:
             placement = {}
             for tid, chosen in (params["placements"] or {}).items():
@@ -145,7 +154,7 @@ def run(module):
                 if tid in recorded and recorded[tid] != wanted[tid]:
                     module.fail_json(msg=f"tenant {tid!r} is already placed on {recorded[tid]}, not {wanted[tid]}")
                 written.append(tid)
-            elif record(kube, tid, wanted[tid]):
+            elif record(kube, tid, wanted[tid], fleet_name):
                 written.append(tid)
     finally:
         kube.close()

@@ -49,6 +49,7 @@ def write_fleet(fleet_dir, ids, version="2.6.4", redis_port_base=31680, bucket_p
     with open(os.path.join(str(lab_module.LAB), "env.json"), encoding="utf-8") as handle:
         env = json.load(handle)
     fleet = {
+        "name": os.path.basename(os.path.normpath(fleet_dir)).lower().replace("_", "-")[:63].strip("-"),
         "defaults": {"plan": "small", "region": "lab", "harbor_version": version, "domain": domain},
         "plans": {"small": {"redis_maxmemory": "16mb"}},
         "tiers": {

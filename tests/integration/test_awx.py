@@ -89,6 +89,7 @@ def awx(tmp_path_factory, lab_env, token, kube_client):
 def write_fleet(state, ids, version="2.6.4"):
     lab_env = state["lab_env"]
     fleet = {
+        "name": "awx",
         "defaults": {"plan": "small", "region": "lab", "harbor_version": version, "domain": "awx.lab.test"},
         "plans": {"small": {"redis_maxmemory": "16mb"}},
         "tiers": {

@@ -55,6 +55,7 @@ def build_fleet(directory, lab_env, kube, deps, names, unique, created):
     sentinels = lab_env["LAB_SENTINELS"].split(",")
     fleet_file = directory / "fleet.yml"
     fleet_file.write_text(yaml.safe_dump({
+        "name": f"fs-{unique}",
         "defaults": {"plan": "small", "region": "lab", "harbor_version": "2.6.4", "domain": "registry.example.test"},
         "plans": {"small": {}, "large": {}, ODD_PLAN: {}},
         "tiers": {

@@ -11,7 +11,7 @@ import yaml
 from conftest import ROOT
 
 
-def fleet(lab_env, tenants, **tiers):
+def fleet(lab_env, tenants, name, **tiers):
     base = {
         "postgres": [{"name": "pg-lab", "host": lab_env["LAB_PG_HOST"], "port": int(lab_env["LAB_PG_PORT"]),
                       "capacity": 10}],
@@ -20,8 +20,20 @@ def fleet(lab_env, tenants, **tiers):
         "s3": [{"name": "s3-lab", "endpoint": lab_env["LAB_S3_ENDPOINT"]}],
     }
     base.update(tiers)
-    return {"defaults": {"plan": "small", "harbor_version": "2.6.4", "domain": "inv.lab.test"},
+    return {"name": name, "defaults": {"plan": "small", "harbor_version": "2.6.4",
+                                                   "domain": "inv.lab.test"},
             "plans": {"small": {}}, "tiers": base, "tenants": [{"id": t} if isinstance(t, str) else t for t in tenants]}
+
+
+def plain(value):
+    """A value as exported, without the wrappers that mark inventory strings unsafe."""
+    if isinstance(value, dict):
+        if set(value) == {"__ansible_unsafe"}:
+            return value["__ansible_unsafe"]
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
 
 
 def write(directory, data, record=None):
@@ -58,18 +70,20 @@ def test_placement_comes_from_the_cluster_and_new_tenants_are_pending(lab_env, t
                                                                          namespaces):
     a, b = f"inv-a-{unique}", f"inv-b-{unique}"
     namespaces.extend([a, b])
-    source = write(tmp_path, fleet(lab_env, [a]))
+    source = write(tmp_path, fleet(lab_env, [a], f"inv-{unique}"))
     recorded = run_module("fleet_placement", {"fleet_file": str(tmp_path / "fleet.yml"),
                                               "kubeconfig": lab_env["LAB_KUBECONFIG"]})
     assert recorded["recorded"] == [a], recorded
-    write(tmp_path, fleet(lab_env, [a, b]))
+    write(tmp_path, fleet(lab_env, [a, b], f"inv-{unique}"))
     rc, out, err = inventory(lab_env, source)
     assert rc == 0, err
     data = json.loads(out)
     assert sorted(data["tenants"]["hosts"]) == sorted([a, b])
     assert data["placement_pending"]["hosts"] == [b]
     hostvars = data["_meta"]["hostvars"]
-    assert hostvars[a]["harbor_placement"] == recorded["placement"][a] and hostvars[a]["harbor_placement_recorded"]
+    assert plain(hostvars[a]["harbor_placement"]) == recorded["placement"][a]
+    assert "harbor_placement_recorded" not in hostvars[a]  # recorded: the group's default (true)
+    assert hostvars[b]["harbor_placement_recorded"] is False
     assert hostvars[b]["harbor_placement"]["redis_port"] == 27601  # the next free port of the group
     # compact: the tiers and plans are the group's, once
     assert "harbor_fleet_tiers" not in hostvars[a] and "pg-lab" in data["tenants"]["vars"]["harbor_fleet_tiers"]["postgres"]
@@ -77,13 +91,13 @@ def test_placement_comes_from_the_cluster_and_new_tenants_are_pending(lab_env, t
 
 
 def test_a_tenant_that_fits_nowhere_is_unplaced_and_the_sync_succeeds(lab_env, tmp_path, unique):
-    tiers = {"postgres": [{"name": "pg-lab", "host": "127.0.0.1", "capacity": 1}]}
-    source = write(tmp_path, fleet(lab_env, [f"u1-{unique}", f"u2-{unique}"], **tiers))
+    tiers = {"postgres": [{"name": f"pg-{unique}", "host": "127.0.0.1", "capacity": 1}]}
+    source = write(tmp_path, fleet(lab_env, [f"u1-{unique}", f"u2-{unique}"], f"inv-{unique}", **tiers))
     rc, out, err = inventory(lab_env, source)
     assert rc == 0, err
     data = json.loads(out)
     assert data["unplaced"]["hosts"] == [f"u2-{unique}"] and data["tenants"]["hosts"] == [f"u1-{unique}"]
-    reason = data["_meta"]["hostvars"][f"u2-{unique}"]["harbor_unplaced_reason"]
+    reason = plain(data["_meta"]["hostvars"][f"u2-{unique}"]["harbor_unplaced_reason"])
     assert reason == "no postgres member with free capacity; add a member or raise a capacity"
 
 
@@ -92,12 +106,12 @@ def test_a_tenant_that_fits_nowhere_is_unplaced_and_the_sync_succeeds(lab_env, t
     ("plans", "plan names 'gold-1' and 'gold_1' both make the group 'plan_gold_1'"),
     ("secret", "tiers.postgres[0].password: admin credentials do not belong in the fleet file"),
     ("ports", "both have Redis port 27600 in sentinel group 'sg-lab'"),
-    ("record", "placement record: must be a mapping with 'tenants'"),
+    ("record", "fleet.placement.yml: must be a mapping with 'tenants'"),
     ("id", "is not a valid tenant id"),
 ])
 def test_bad_fleets_fail_the_sync_naming_the_field(lab_env, tmp_path, unique, case, message):
     one, two = f"bad-a-{unique}", f"bad-b-{unique}"
-    data, record = fleet(lab_env, [one, two]), None
+    data, record = fleet(lab_env, [one, two], f"inv-{unique}"), None
     if case == "reserved":
         data["tenants"].append({"id": "tenants"})
     elif case == "plans":
@@ -119,7 +133,7 @@ def test_bad_fleets_fail_the_sync_naming_the_field(lab_env, tmp_path, unique, ca
 
 
 def test_the_sync_can_be_cached(lab_env, tmp_path, unique):
-    source = write(tmp_path, fleet(lab_env, [f"c-{unique}"]))
+    source = write(tmp_path, fleet(lab_env, [f"c-{unique}"], f"inv-{unique}"))
     with open(source, "a", encoding="utf-8") as handle:
         handle.write(f"cache: true\ncache_plugin: ansible.builtin.jsonfile\ncache_connection: {tmp_path / 'cache'}\n")
     rc, first, err = inventory(lab_env, source)
