@@ -88,6 +88,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
     Fleet, FleetError, load_yaml, merge_records, placement_path)
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import DEFAULT_CAPACITY
 
 RESERVED = frozenset(("all", "ungrouped", "localhost", "tenants", "unplaced", "placement_pending"))
 
@@ -188,7 +189,42 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             for name in names:
                 groups.setdefault(name, []).append(tid)
         self._check_group_names(fleet, fleet_path)
-        return {"hosts": hosts, "groups": groups, "group_vars": group_vars}
+        tier_hosts = self._redis_tier(fleet, hosts, groups, group_vars, fleet_path)
+        return {"hosts": hosts, "groups": groups, "group_vars": group_vars, "tier_hosts": tier_hosts}
+
+    @staticmethod
+    def _redis_tier(fleet, hosts, groups, group_vars, fleet_path):
+        """The machines of the sentinel groups that list ``hosts``: group ``redis_tier``, and per sentinel group
+        ``sg_<name>`` (the role's settings for it), ``sg_<name>_redis`` and ``sg_<name>_sentinels``, so one play on
+        redis_tier converges every group at once."""
+        tier_hosts = {}
+        for member in fleet.tiers["sentinel_groups"]:
+            if not member.get("hosts"):
+                continue
+            base = _group_name("sg_", member["name"])
+            capacity = member.get("capacity", DEFAULT_CAPACITY["sentinel_groups"])
+            group_vars[base] = dict(member.get("vars") or {}, redis_sentinel_group_name=member["name"],
+                                    redis_sentinel_redis_group=f"{base}_redis",
+                                    redis_sentinel_sentinel_group=f"{base}_sentinels",
+                                    redis_sentinel_group_capacity=capacity)
+            for host in member["hosts"]:
+                name = host["name"]
+                if name in hosts or name in RESERVED:
+                    raise FleetError(f"{fleet_path}: sentinel group {member['name']!r} host {name!r} is also a tenant "
+                                     "id or a reserved name")
+                own = dict(host.get("vars") or {})
+                for key, variable in (("address", "redis_sentinel_address"),
+                                      ("sentinel_port", "redis_sentinel_sentinel_port"),
+                                      ("port_offset", "redis_sentinel_port_offset")):
+                    if host.get(key) is not None:
+                        own[variable] = host[key]
+                tier_hosts[name] = own
+                member_groups = ["redis_tier", base]
+                member_groups += [f"{base}_redis"] if host.get("redis", True) else []
+                member_groups += [f"{base}_sentinels"] if host.get("sentinel", True) else []
+                for group in member_groups:
+                    groups.setdefault(group, []).append(name)
+        return tier_hosts
 
     @staticmethod
     def _check_group_names(fleet, fleet_path):
@@ -226,20 +262,20 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     # ------------------------------------------------------------------ populate
     def _populate(self, data):
         existing = set(self.inventory.hosts)
-        taken = sorted(existing & set(data["hosts"]))
+        taken = sorted(existing & (set(data["hosts"]) | set(data.get("tier_hosts", {}))))
         if taken:
-            raise AnsibleParserError(f"tenant id {taken[0]!r} is also a host of another inventory source; rename the "
-                                     "tenant or the host")
+            raise AnsibleParserError(f"{taken[0]!r} (a tenant or a sentinel group's host) is also a host of another "
+                                     "inventory source; rename one of them")
         for name in data["groups"]:
             self.inventory.add_group(name)
         for name, variables in data["group_vars"].items():
             for key, value in variables.items():
                 self.inventory.set_variable(name, key, value)
         strict = self.get_option("strict")
-        for tid, host in data["hosts"].items():
-            self.inventory.add_host(tid)
+        for name, host in list(data["hosts"].items()) + list(data.get("tier_hosts", {}).items()):
+            self.inventory.add_host(name)
             for key, value in host.items():
-                self.inventory.set_variable(tid, key, value)
+                self.inventory.set_variable(name, key, value)
         shared = {}
         for name, members in data["groups"].items():
             for tid in members:

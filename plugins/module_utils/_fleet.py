@@ -47,6 +47,7 @@ TIER_KINDS = ("postgres", "sentinel_groups", "s3", "kubernetes")
 # Admin logins never live in the fleet file (it is committed and copied into every tenant's view): they come from
 # credentials (vault, the Automation Platform's credentials) by tier member name.
 UNBOUNDED = 10 ** 9
+GROUP_HOST_KEYS = frozenset(("name", "redis", "sentinel", "address", "sentinel_port", "port_offset", "vars"))
 SECRET_KEY_RE = re.compile(r"pass|secret|token|credential|api_key|access_key|private", re.IGNORECASE)
 TENANT_KEYS = {"id", "plan", "region", "harbor_version", "external_url", "placement", "overrides", "notary",
                "labels"}
@@ -113,6 +114,7 @@ class Fleet:
 
     # ------------------------------------------------------------------ validation
     def _check_tiers(self):
+        hosts_seen = {}
         for kind, members in self.tiers.items():
             seen = set()
             for index, member in enumerate(members):
@@ -133,8 +135,39 @@ class Fleet:
                 if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool)
                                              or capacity < 0):
                     raise FleetError(f"{where}.capacity: must be a whole number >= 0")
-                if kind == "sentinel_groups" and not member.get("sentinels"):
-                    raise FleetError(f"{where}.sentinels: a sentinel group needs at least one sentinel host:port")
+                if kind == "sentinel_groups":
+                    self._check_group_hosts(member, where, hosts_seen)
+                    if not member.get("sentinels"):
+                        raise FleetError(f"{where}.sentinels: a sentinel group needs at least one sentinel host:port "
+                                         "(or hosts running sentinels)")
+
+    @staticmethod
+    def _check_group_hosts(member, where, seen):
+        """The machines of a sentinel group (``hosts``): each runs the group's sentinel and/or tenant Redis
+        instances, belongs to one group only; ``sentinels`` defaults to their addresses."""
+        hosts = member.get("hosts")
+        if hosts is None:
+            return
+        if not isinstance(hosts, list) or not hosts:
+            raise FleetError(f"{where}.hosts: must be a list of hosts (name, and optionally redis, sentinel, address, "
+                             "sentinel_port, port_offset, vars)")
+        derived = []
+        for index, host in enumerate(hosts):
+            at = f"{where}.hosts[{index}]"
+            if not isinstance(host, dict) or not host.get("name"):
+                raise FleetError(f"{at}: every host needs a name")
+            unknown = sorted(set(host) - GROUP_HOST_KEYS)
+            if unknown:
+                raise FleetError(f"{at}: unknown keys {', '.join(unknown)} (one of {', '.join(sorted(GROUP_HOST_KEYS))})")
+            if host["name"] in seen:
+                raise FleetError(f"{at}.name: {host['name']!r} is already a host of sentinel group {seen[host['name']]!r} "
+                                 "(a host belongs to one group)")
+            seen[host["name"]] = member["name"]
+            if host.get("sentinel", True):
+                derived.append(f"{host.get('address') or host['name']}:{int(host.get('sentinel_port', 26379))}")
+        if not any(host.get("redis", True) for host in hosts):
+            raise FleetError(f"{where}.hosts: no host runs the tenants' Redis instances (redis: true)")
+        member.setdefault("sentinels", derived)
 
     @staticmethod
     def check_recorded(placement, where="placement record"):

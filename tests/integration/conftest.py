@@ -42,6 +42,12 @@ def run_playbook(fleet_dir, name, *extra, env=None, timeout=1200):
     return proc.returncode, proc.stdout + proc.stderr
 
 
+# The lab's Redis tier machines, as the lab fleet lists them (fleets/lab/fleet.yml).
+LAB_REDIS_HOSTS = [{"name": "lab-redis-1", "address": "127.0.0.1", "sentinel_port": 31580},
+                   {"name": "lab-redis-2", "address": "127.0.0.1", "sentinel_port": 31581, "port_offset": 100},
+                   {"name": "lab-sentinel-3", "address": "127.0.0.1", "sentinel_port": 31582, "redis": False}]
+
+
 def write_fleet(fleet_dir, ids, version="2.6.4", redis_port_base=31680, bucket_prefix="up-harbor-",
                 domain="upgrade.lab.test"):
     """A fleet file on the lab's services (and the inventory source that reads it) in ``fleet_dir``."""
@@ -57,7 +63,7 @@ def write_fleet(fleet_dir, ids, version="2.6.4", redis_port_base=31680, bucket_p
                           "ssl_mode": "disable"}],
             "sentinel_groups": [{"name": "lab-sg", "sentinels": ["127.0.0.1:31580", "127.0.0.1:31581",
                                                                  "127.0.0.1:31582"],
-                                 "capacity": 20, "redis_port_base": redis_port_base}],
+                                 "capacity": 20, "redis_port_base": redis_port_base, "hosts": LAB_REDIS_HOSTS}],
             "s3": [{"name": "lab-s3", "endpoint": env["LAB_S3_ENDPOINT"], "region": env["LAB_S3_REGION"],
                     "bucket_prefix": bucket_prefix}],
         },

@@ -15,7 +15,7 @@ import threading
 import pytest
 import yaml
 
-from conftest import ROOT
+from conftest import LAB_REDIS_HOSTS, ROOT
 
 IDS = ("awx-a", "awx-b", "awx-c")
 SKIP = {".git", ".venv", ".lab", ".build", ".ansible", "tests", "__pycache__", ".pytest_cache", "benchmarks"}
@@ -58,11 +58,9 @@ def awx(tmp_path_factory, lab_env, token, kube_client):
     inventory = source / "inventories" / "awx"
     shutil.rmtree(inventory, ignore_errors=True)
     inventory.mkdir(parents=True)
-    hosts = yaml.safe_load(open(os.path.join(ROOT, "inventories", "lab", "hosts.yml"), encoding="utf-8"))
-    hosts["all"]["vars"] = {"lab_dir": lab_env["HARBORFLEET_LAB_DIR"]}
-    hosts["all"]["children"]["redis_tier"]["vars"].update(redis_sentinel_group_name="lab-sg",
-                                                           redis_sentinel_group_capacity=20)
-    (inventory / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    (inventory / "group_vars").mkdir()
+    shutil.copy(os.path.join(ROOT, "inventories", "lab", "group_vars", "redis_tier.yml"), inventory / "group_vars")
+    (inventory / "group_vars" / "all.yml").write_text(yaml.safe_dump({"lab_dir": lab_env["HARBORFLEET_LAB_DIR"]}))
     (inventory / "fleet.tenants.yml").write_text(
         "plugin: harborfleet.fleet.tenants\nfleet_file: ../../fleets/awx/fleet.yml\n")
     (base / "ca.crt").write_bytes(base64.b64decode(
@@ -95,9 +93,8 @@ def write_fleet(state, ids, version="2.6.4"):
         "tiers": {
             "postgres": [{"name": "lab-pg", "host": lab_env["LAB_PG_HOST"], "port": int(lab_env["LAB_PG_PORT"]),
                           "ssl_mode": "disable"}],
-            "sentinel_groups": [{"name": "lab-sg", "sentinels": ["127.0.0.1:31580", "127.0.0.1:31581",
-                                                                 "127.0.0.1:31582"],
-                                 "capacity": 20, "redis_port_base": 31760}],
+            "sentinel_groups": [{"name": "lab-sg", "capacity": 20, "redis_port_base": 31760,
+                                 "hosts": LAB_REDIS_HOSTS}],  # sentinels: the hosts' addresses
             "s3": [{"name": "lab-s3", "endpoint": lab_env["LAB_S3_ENDPOINT"], "region": lab_env["LAB_S3_REGION"],
                     "bucket_prefix": "awx-harbor-", "wait_timeout": 0}],
         },
