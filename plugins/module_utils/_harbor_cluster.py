@@ -317,6 +317,9 @@ class HarborClusterBackend:
         if value is None:
             if live is None:
                 if purpose != "admin":
+                    if self.check_mode:  # a real run would find it, written by tenant_secrets before
+                        plan.before["secrets"][name] = plan.after["secrets"][name] = None
+                        return "missing"
                     raise TenantInputError(SECRET_OPTIONS[purpose], f"is required to create Secret "
                                                                     f"{spec.namespace}/{name}")
                 value, generated = generate_password(), True
