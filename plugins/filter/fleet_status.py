@@ -7,13 +7,37 @@ from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import Tenant
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import DEFAULT_CAPACITY, Tenant
 
 # Conditions that are bad when True; every other condition is bad when not True.
 BAD_WHEN_TRUE = ("InProgress", "Failed")
 STATUS_ORDER = ("healthy", "provisioning", "unknown", "unhealthy", "missing")
 COLUMNS = ("TENANT", "PLAN", "REGION", "WANTED", "DEPLOYED", "STATUS", "READY", "PROBLEM")
 SHOWN = 10  # names listed in the summary lines before "... and N more"
+TIERS = (("postgres", "postgres"), ("sentinel_groups", "sentinel_group"), ("s3", "s3"))
+
+
+def _topology(hosts):
+    """Per tier member: tenants placed against capacity, fullest first (members without a capacity last); and
+    tenants per region. What an operator plans capacity with."""
+    tiers = (hosts[0].get("harbor_fleet_tiers") or {}) if hosts else {}
+    members = []
+    for kind, key in TIERS:
+        used = {}
+        for host in hosts:
+            name = (host.get("harbor_placement") or {}).get(key)
+            used[name] = used.get(name, 0) + 1
+        for name, member in sorted((tiers.get(kind) or {}).items()):
+            capacity = member.get("capacity", DEFAULT_CAPACITY.get(kind))
+            members.append({"kind": kind, "name": name, "regions": list(member.get("regions") or []),
+                            "used": used.get(name, 0), "capacity": capacity,
+                            "fill": round(used.get(name, 0) / capacity, 3) if capacity else None})
+    members.sort(key=lambda m: (m["fill"] is None, -(m["fill"] or 0), m["kind"], m["name"]))
+    regions = {}
+    for host in hosts:
+        region = host.get("harbor_region") or "(none)"
+        regions[region] = regions.get(region, 0) + 1
+    return {"members": members, "regions": [{"region": r, "tenants": n} for r, n in sorted(regions.items())]}
 
 
 def _failing(cluster):
@@ -86,9 +110,12 @@ def fleet_status_report(clusters, hosts, selector=None, generated=None):
         unknown = [{"namespace": c["namespace"], "name": c["name"], "tenant": c.get("tenant"),
                     "version": c.get("version"), "status": c.get("status"), "ready": bool(c.get("ready"))}
                    for key, c in sorted(live.items()) if key not in owned]
+        topology = _topology(list(hosts or []))
+        # Problems first (not ready, missing, drift), then by id: at fleet size the table starts with what to fix.
+        rows.sort(key=lambda row: (row["ready"] and not row["drift"], row["id"]))
     except (KeyError, TypeError, AttributeError) as exc:
         raise AnsibleFilterError(f"fleet_status_report: unexpected input ({type(exc).__name__}: {exc})") from None
-    return {"tenants": rows, "unknown": unknown,
+    return {"tenants": rows, "unknown": unknown, "topology": topology,
             "missing": [row["id"] for row in rows if row["status"] == "missing"],
             "fleet_file": (hosts[0].get("harbor_fleet_file") if hosts else None),
             "selector": selector or "app.kubernetes.io/managed-by=harborfleet", "generated": generated,
@@ -141,6 +168,11 @@ def fleet_status_table(report):
             "by plan (ready/tenants): " + (", ".join(f"{p['plan']} {p['ready']}/{p['tenants']}"
                                                      for p in counts["by_plan"]) or "-"),
         ]
+        members = (report.get("topology") or {}).get("members") or []
+        if members:
+            lines.append("fullest tier members: " + ", ".join(
+                f"{m['kind']}/{m['name']} {m['used']}/{m['capacity'] if m['capacity'] is not None else '-'}"
+                + (f" ({round(100 * m['fill'])}%)" if m["fill"] is not None else "") for m in members[:5]))
         if report["missing"]:
             lines.append("missing clusters: " + _capped(report["missing"]))
         if report["unknown"]:

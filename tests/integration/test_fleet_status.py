@@ -219,7 +219,8 @@ def test_terminal_table_and_report(fleet, tmp_path):
     lines = table_lines(text)
     assert lines[0].split() == ["TENANT", "PLAN", "REGION", "WANTED", "DEPLOYED", "STATUS", "READY", "PROBLEM"]
     rows = {line.split()[0]: line for line in lines[1:5]}
-    assert list(rows) == sorted(names[k] for k in "abcd")
+    # problems first (b drifts, c is unhealthy, d has no cluster), then the healthy a
+    assert list(rows) == sorted(names[k] for k in "bcd") + [names["a"]]
     assert rows[names["a"]].split()[1:7] == ["large", "lab", "2.6.4", "2.6.4", "healthy", "yes"]
     assert rows[names["b"]].split()[1:7] == ["small", "lab", "2.6.4", "2.6.3", "healthy", "yes"]
     assert rows[names["b"]].endswith("version 2.6.3, wanted 2.6.4")

@@ -21,7 +21,7 @@ def test_rows_problems_and_counts():
     report = fleet_status_report(clusters, [host("c"), host("a"), host("b"), host("d", plan="large")],
                                  generated="now")
     rows = {row["id"]: row for row in report["tenants"]}
-    assert [row["id"] for row in report["tenants"]] == ["a", "b", "c", "d"]
+    assert [row["id"] for row in report["tenants"]] == ["b", "c", "d", "a"]  # problems first
     assert rows["a"]["problem"] == "" and rows["a"]["ready"] is True
     assert rows["b"]["problem"] == "DatabaseReady: AuthenticationFailed (+1 more)"
     assert [c["repeats"] for c in rows["b"]["failing"]] == [False, True]
@@ -43,3 +43,20 @@ def test_table_is_aligned_and_long_lists_are_capped():
     assert lines[1].index("small") == lines[0].index("PLAN")
     assert "12 tenants: 0 ready, 12 not ready, 12 without a cluster" in lines[14]
     assert lines[-1].startswith("missing clusters: t00, t01") and lines[-1].endswith("... and 2 more")
+
+
+def test_topology_shows_members_fullest_first_and_tenants_per_region():
+    tiers = {"postgres": {"pg-a": {"capacity": 4}, "pg-b": {"capacity": 2, "regions": ["us"]}},
+             "sentinel_groups": {"sg-a": {}}, "s3": {"s3-eu": {}}}
+    hosts = []
+    for tid, pg, region in (("a", "pg-a", "eu"), ("b", "pg-b", "us"), ("c", "pg-b", "us")):
+        hosts.append(dict(host(tid), harbor_region=region, harbor_fleet_tiers=tiers,
+                          harbor_placement={"postgres": pg, "sentinel_group": "sg-a", "s3": "s3-eu"}))
+    topology = fleet_status_report([], hosts)["topology"]
+    assert [(m["kind"], m["name"], m["used"], m["capacity"]) for m in topology["members"]] == [
+        ("postgres", "pg-b", 2, 2), ("postgres", "pg-a", 1, 4), ("sentinel_groups", "sg-a", 3, 150),
+        ("s3", "s3-eu", 3, None)]
+    assert topology["regions"] == [{"region": "eu", "tenants": 1}, {"region": "us", "tenants": 2}]
+    lines = fleet_status_table(fleet_status_report([], hosts))
+    assert any(line.startswith("fullest tier members: postgres/pg-b 2/2 (100%), postgres/pg-a 1/4 (25%)")
+               for line in lines)
