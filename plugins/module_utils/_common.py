@@ -38,7 +38,7 @@ _TRANSLATORS = []
 def register_errors(types, describe):
     """``describe(exc, where)`` gives the sentence for exceptions of ``types`` (a backend's library errors)."""
     types = tuple(t for t in (types if isinstance(types, tuple) else (types,)) if isinstance(t, type))
-    if types and all(registered != types for registered, _ in _TRANSLATORS):
+    if types and all(entry[0] != types for entry in _TRANSLATORS):
         _TRANSLATORS.append((types, describe))
 
 

@@ -14,7 +14,7 @@ import secrets
 
 try:
     import psycopg2
-    from psycopg2 import sql
+    from psycopg2 import sql  # noqa: F401  pylint: disable=unused-import - the statements of _tenant_database
     HAS_PSYCOPG2 = True
     PSYCOPG2_IMPORT_ERROR = None
 except ImportError as _exc:  # pragma: no cover - reported by the module

@@ -468,7 +468,7 @@ class BucketBackend:
         store is trusted to be read-after-write consistent and nothing is re-read."""
         if not self.wait_timeout:
             return
-        seen, _ = poll(visible, bool, self.wait_timeout, interval=0.1, growth=2, clock=self._clock, sleep=self._sleep)
+        seen = poll(visible, bool, self.wait_timeout, interval=0.1, growth=2, clock=self._clock, sleep=self._sleep)[0]
         if not seen:
             raise FleetError(f"{what} was written but is not visible after {self.wait_timeout}s at "
                              f"{self.conn.where} (eventual consistency); run again to converge")

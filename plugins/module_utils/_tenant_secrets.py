@@ -170,7 +170,6 @@ class TenantSecretsBackend:
         return plan
 
 
-
 def read_tenant_passwords(kube, tenant_ids):
     """{tenant: {purpose: value}} for the Secrets that exist, from one LIST of namespaces and one of Secrets.
 

@@ -312,7 +312,7 @@ def main():
     specs = fm.guard(lambda: [tdb.TenantDatabaseSpec(dict(item, **shared), params["state"])
                               for item in fm.tenant_params()])
     backend = tdb.DatabaseBackend(params, check_mode=fm.check_mode, pg_dump=params["pg_dump_path"],
-                                 pg_restore=params["pg_restore_path"], register_secret=fm.register_secret)
+                                  pg_restore=params["pg_restore_path"], register_secret=fm.register_secret)
     try:
         fm.converge(backend, specs)
     finally:

@@ -20,8 +20,7 @@ def fleet(lab_env, tenants, name, **tiers):
         "s3": [{"name": "s3-lab", "endpoint": lab_env["LAB_S3_ENDPOINT"]}],
     }
     base.update(tiers)
-    return {"name": name, "defaults": {"plan": "small", "harbor_version": "2.6.4",
-                                                   "domain": "inv.lab.test"},
+    return {"name": name, "defaults": {"plan": "small", "harbor_version": "2.6.4", "domain": "inv.lab.test"},
             "plans": {"small": {}}, "tiers": base, "tenants": [{"id": t} if isinstance(t, str) else t for t in tenants]}
 
 
@@ -67,7 +66,7 @@ def namespaces(kube_client):
 
 
 def test_placement_comes_from_the_cluster_and_new_tenants_are_pending(lab_env, tmp_path, run_module, unique,
-                                                                         namespaces):
+                                                                       namespaces):
     a, b = f"inv-a-{unique}", f"inv-b-{unique}"
     namespaces.extend([a, b])
     source = write(tmp_path, fleet(lab_env, [a], f"inv-{unique}"))

@@ -336,7 +336,7 @@ def test_secrets_carry_the_operators_data_keys_and_types():
         assert (list(secret["data"]), secret["type"]) == (["secret"], "goharbor.io/single")
     assert k8s.build_secret(spec.tenant, "admin", "x", "Opaque")["type"] == "Opaque"
     assert k8s.build_namespace(spec.tenant) == {"apiVersion": "v1", "kind": "Namespace",
-                                         "metadata": {"name": "harbor-acme", "labels": spec.labels}}
+                                                "metadata": {"name": "harbor-acme", "labels": spec.labels}}
 
 
 # --------------------------------------------------------------------------- CRD schema reading
