@@ -14,7 +14,8 @@ import secrets
 
 try:
     import psycopg2
-    from psycopg2 import sql  # noqa: F401  pylint: disable=unused-import - the statements of _tenant_database
+    # sql: the statements of _tenant_database are composed with it
+    from psycopg2 import sql  # noqa: F401  pylint: disable=unused-import
     HAS_PSYCOPG2 = True
     PSYCOPG2_IMPORT_ERROR = None
 except ImportError as _exc:  # pragma: no cover - reported by the module

@@ -65,8 +65,8 @@ def namespaces(kube_client):
             pass
 
 
-def test_placement_comes_from_the_cluster_and_new_tenants_are_pending(lab_env, tmp_path, run_module, unique,
-                                                                       namespaces):
+def test_placement_comes_from_the_cluster_and_new_tenants_are_pending(
+        lab_env, tmp_path, run_module, unique, namespaces):
     a, b = f"inv-a-{unique}", f"inv-b-{unique}"
     namespaces.extend([a, b])
     source = write(tmp_path, fleet(lab_env, [a], f"inv-{unique}"))
