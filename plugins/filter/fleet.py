@@ -18,9 +18,9 @@ def fleet_batches(tenants, kind, secrets=None, keys=None, versions=None, extra=N
         raise AnsibleFilterError(f"fleet_batches({kind}): {exc}") from None
 
 
-def fleet_member(member, kind, logins=None):
+def fleet_member(member, kind, logins=None, defaults=None):
     try:
-        return member_settings(member, kind, logins)
+        return member_settings(member, kind, logins, defaults)
     except (FleetError, TypeError, ValueError) as exc:
         raise AnsibleFilterError(f"fleet_member({kind}): {exc}") from None
 

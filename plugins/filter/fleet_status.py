@@ -14,7 +14,8 @@ BAD_WHEN_TRUE = ("InProgress", "Failed")
 STATUS_ORDER = ("healthy", "provisioning", "unknown", "unhealthy", "missing")
 COLUMNS = ("TENANT", "PLAN", "REGION", "WANTED", "DEPLOYED", "STATUS", "READY", "PROBLEM")
 SHOWN = 10  # names listed in the summary lines before "... and N more"
-TIERS = (("postgres", "postgres"), ("sentinel_groups", "sentinel_group"), ("s3", "s3"))
+TIERS = (("kubernetes", "kubernetes"), ("postgres", "postgres"), ("sentinel_groups", "sentinel_group"),
+         ("s3", "s3"))
 
 
 def _topology(hosts):

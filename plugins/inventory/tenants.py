@@ -17,8 +17,12 @@ description:
   - A tenant that fits no tier member goes to group C(unplaced) (not C(tenants)) with its reason in
     C(harbor_unplaced_reason); the others are unaffected.
   - "Groups: C(tenants), C(plan_<plan>), C(region_<region>), C(harbor_<version>) (dots as underscores),
-    C(pg_<server>), C(sentinel_<group>), C(s3_<endpoint>), C(placement_pending), C(unplaced), and with
-    O(live_status) C(status_<status>)."
+    C(k8s_<cluster>), C(pg_<server>), C(sentinel_<group>), C(s3_<endpoint>), C(placement_pending), C(unplaced), and
+    with O(live_status) C(status_<status>)."
+  - "With a C(kubernetes) tier in the fleet file, each cluster is read with its own connection: the member's
+    C(kubeconfig), C(context), C(host), C(ca_cert) from the fleet file, under its login from the file named by
+    E(HARBORFLEET_KUBERNETES_LOGINS) (see P(harborfleet.fleet.fleet_logins#lookup)), over O(kubeconfig) and
+    O(context). Records from before the tier existed belong to the cluster they are found in."
   - "Host variables, compact: C(harbor_tenant), C(harbor_plan), C(harbor_region), C(harbor_version),
     C(harbor_external_url), C(harbor_notary), C(harbor_placement) (tier members by name, Redis port),
     C(harbor_placement_recorded), C(harbor_overrides) and C(harbor_labels) when set. The tier members and the plans
@@ -40,7 +44,10 @@ options:
     choices: [harborfleet.fleet.tenants]
     type: str
   fleet_file:
-    description: The fleet file, relative to this inventory source unless absolute (C(~) is expanded).
+    description:
+      - The fleet file, relative to this inventory source unless absolute (C(~) is expanded).
+      - May be a template, for example to read a directory from the environment with the C(ansible.builtin.env)
+        lookup.
     required: true
     type: str
   placement:
@@ -57,7 +64,9 @@ options:
     type: bool
     default: false
   kubeconfig:
-    description: Kubeconfig of the cluster; the client's defaults (E(KUBECONFIG), in-cluster) when unset.
+    description:
+      - Kubeconfig of the cluster (of every cluster member that names none); the client's defaults (E(KUBECONFIG),
+        in-cluster) when unset.
     type: path
     env:
       - name: K8S_AUTH_KUBECONFIG
@@ -87,7 +96,7 @@ from ansible.errors import AnsibleParserError
 from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructable
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
-    Fleet, FleetError, load_yaml, merge_records, placement_path)
+    KUBERNETES, Fleet, FleetError, fleet_clusters, load_yaml, merge_records, placement_path, read_logins)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import DEFAULT_CAPACITY
 
 RESERVED = frozenset(("all", "ungrouped", "localhost", "tenants", "unplaced", "placement_pending"))
@@ -125,23 +134,30 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
 
     # ------------------------------------------------------------------ build (what the cache holds)
     def _build(self, path):
-        fleet_path = os.path.expanduser(self.get_option("fleet_file"))
+        fleet_path = self.get_option("fleet_file")
+        if self.templar.is_template(fleet_path):
+            fleet_path = self.templar.template(fleet_path)
+        fleet_path = os.path.expanduser(str(fleet_path))
         if not os.path.isabs(fleet_path):
             fleet_path = os.path.normpath(os.path.join(os.path.dirname(path), fleet_path))
         record_path = placement_path(fleet_path)
         legacy = load_yaml(record_path, "placement record") if os.path.exists(record_path) else None
         file_records = Fleet.check_recorded(legacy, f"placement record {record_path}")
         data = load_yaml(fleet_path, "fleet file")
-        name = (data.get("name") if isinstance(data, dict) else None) or "default"
-        cluster_records = self._cluster_records(name) if self.get_option("placement") == "cluster" else {}
+        try:
+            fleet = Fleet(data)
+        except FleetError as exc:
+            raise FleetError(f"{fleet_path}: {exc}") from None
+        clusters = self._clusters(fleet)
+        cluster_records = self._cluster_records(fleet, clusters) if self.get_option("placement") == "cluster" else {}
         records = merge_records(file_records, cluster_records, record_path)
         try:
-            fleet = Fleet(data, {"tenants": records})
+            fleet.recorded = Fleet.check_recorded({"tenants": records}, "the recorded placement")
             placement, new, unplaced = fleet.placement()
             new = set(new)
         except FleetError as exc:
             raise FleetError(f"{fleet_path}: {exc}") from None
-        status = self._live_status(fleet) if self.get_option("live_status") else None
+        status = self._live_status(clusters, placement) if self.get_option("live_status") else None
         hosts, groups = {}, {"tenants": [], "unplaced": [], "placement_pending": []}
         # Values many tenants share are variables of the group that has them (plan_*, region_*, harbor_*,
         # tenants), not copies in every host: a 10,000-tenant inventory stays small and quick to export.
@@ -167,7 +183,8 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             hosts[tid] = host
             names = ["tenants"] + (["placement_pending"] if tid in new else [])
             chosen = host["harbor_placement"]
-            for prefix, variable, value in (("plan_", "harbor_plan", full["harbor_plan"]),
+            for prefix, variable, value in (("k8s_", None, chosen.get("kubernetes")),
+                                            ("plan_", "harbor_plan", full["harbor_plan"]),
                                             ("region_", "harbor_region", full["harbor_region"]),
                                             ("harbor_", "harbor_version", full["harbor_version"]),
                                             ("pg_", None, chosen.get("postgres")),
@@ -238,26 +255,36 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
                     raise FleetError(f"{fleet_path}: {prefix[:-1]} names {other!r} and {value!r} both make the group "
                                      f"{_group_name(prefix, value)!r}; rename one")
 
-    def _cluster_records(self, fleet_name):
-        from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import KubeClient, k8s_client
-        from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_placement import read_records
+    def _clusters(self, fleet):
+        """Every Kubernetes cluster of the fleet with its connection: a member's own (fleet file, then its login from
+        E(HARBORFLEET_KUBERNETES_LOGINS)) over this source's options."""
+        defaults = {"kubeconfig": self.get_option("kubeconfig"), "context": self.get_option("context")}
+        return fleet_clusters(fleet, read_logins("kubernetes") if fleet.tiers["kubernetes"] else None, defaults)
+
+    @staticmethod
+    def _cluster_records(fleet, clusters):
+        from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import k8s_client
+        from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_placement import read_fleet_records
         if k8s_client is None:
             raise FleetError("placement: cluster needs the Python library kubernetes (or set placement: file)")
-        kube = KubeClient({"kubeconfig": self.get_option("kubeconfig"), "context": self.get_option("context")})
         try:
-            return read_records(kube, fleet_name)
+            return read_fleet_records(fleet.name, clusters, bool(fleet.tiers["kubernetes"]))
         except FleetError as exc:
-            raise FleetError(f"placement: cannot read the placement recorded in the cluster: {exc}") from None
-        finally:
-            kube.close()
+            raise FleetError(f"placement: {exc}") from None
 
-    def _live_status(self, fleet):
+    @staticmethod
+    def _live_status(clusters, placement):
         from ansible_collections.harborfleet.fleet.plugins.module_utils._harbor_cluster import fleet_status
-        try:
-            return fleet_status([t["id"] for t in fleet.tenants], kubeconfig=self.get_option("kubeconfig"),
-                                context=self.get_option("context"))
-        except Exception as exc:  # pylint: disable=broad-except
-            raise FleetError(f"live_status: cannot read HarborClusters: {exc}") from None
+        status = {}
+        for member, params in clusters:
+            tenants = [tid for tid, chosen in placement.items()
+                       if chosen.get("kubernetes", KUBERNETES["name"]) == member["name"]]
+            try:
+                status.update(fleet_status(tenants, params) if tenants else {})
+            except Exception as exc:  # pylint: disable=broad-except
+                raise FleetError(f"live_status: cannot read HarborClusters in cluster {member['name']!r}: "
+                                 f"{exc}") from None
+        return status
 
     # ------------------------------------------------------------------ populate
     def _populate(self, data):

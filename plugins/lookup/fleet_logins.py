@@ -12,14 +12,16 @@ version_added: 0.2.0
 short_description: The admin logins of a tier's members, as credentials inject them
 description:
   - Returns the mapping of tier member name to admin login that the fleet playbooks take as
-    C(fleet_postgres_logins) (C(user), C(password)) or C(fleet_s3_logins) (C(access_key), C(secret_key)), read from
-    the file named by E(HARBORFLEET_POSTGRES_LOGINS) or E(HARBORFLEET_S3_LOGINS).
+    C(fleet_postgres_logins) (C(user), C(password)), C(fleet_s3_logins) (C(access_key), C(secret_key)) or
+    C(fleet_kubernetes_logins) (any of C(kubeconfig), C(context), C(host), C(api_key), C(ca_cert),
+    C(validate_certs)), read from the file named by E(HARBORFLEET_POSTGRES_LOGINS), E(HARBORFLEET_S3_LOGINS) or
+    E(HARBORFLEET_KUBERNETES_LOGINS).
   - That is how the collection's Automation Platform credential types inject them (a file the job can read, never
     an extra variable shown with the job); see docs/awx. With the variable unset the mapping is empty, so playbooks
     can fall back to it after their own variables.
 options:
   _terms:
-    description: The tier, V(postgres) or V(s3).
+    description: The tier, V(postgres), V(s3) or V(kubernetes).
     required: true
     type: list
     elements: str
@@ -36,41 +38,17 @@ _raw:
   elements: dict
 """
 
-import os
-
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
-try:
-    import yaml
-except ImportError:  # pragma: no cover - ansible-core depends on PyYAML
-    yaml = None
-
-VARIABLES = {"postgres": ("HARBORFLEET_POSTGRES_LOGINS", ("user", "password")),
-             "s3": ("HARBORFLEET_S3_LOGINS", ("access_key", "secret_key"))}
+from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import FleetError, read_logins
 
 
 class LookupModule(LookupBase):
 
     def run(self, terms, variables=None, **kwargs):
         self.set_options(var_options=variables, direct=kwargs)
-        out = []
-        for tier in terms:
-            if tier not in VARIABLES:
-                raise AnsibleLookupError(f"fleet_logins: unknown tier {tier!r} (one of {', '.join(VARIABLES)})")
-            variable, keys = VARIABLES[tier]
-            path = os.environ.get(variable)
-            if not path:
-                out.append({})
-                continue
-            try:
-                with open(path, encoding="utf-8") as handle:
-                    logins = yaml.safe_load(handle) or {}
-            except (OSError, yaml.YAMLError) as exc:
-                raise AnsibleLookupError(f"fleet_logins: cannot read {variable} ({type(exc).__name__})") from None
-            if not isinstance(logins, dict) or not all(isinstance(v, dict) and set(keys) <= set(v)
-                                                       for v in logins.values()):
-                raise AnsibleLookupError(f"fleet_logins: the file named by {variable} must map each {tier} member "
-                                         f"name to {{{', '.join(keys)}}}")
-            out.append(logins)
-        return out
+        try:
+            return [read_logins(tier) for tier in terms]
+        except FleetError as exc:
+            raise AnsibleLookupError(f"fleet_logins: {exc}") from None

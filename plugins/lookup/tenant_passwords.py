@@ -18,10 +18,17 @@ description:
     Keep the mapping in a variable (a C(no_log) C(set_fact)) and pass it to templates and no_log module options.
 options:
   _terms:
-    description: Tenant ids (a list, or several terms).
+    description:
+      - Tenant ids (a list, or several terms), read from the cluster the connection options name.
+      - "Or batches as P(harborfleet.fleet.fleet_batches#filter) returns them (C(member), C(tenants)): each batch's
+        tenants are read from its Kubernetes cluster, with the member's connection (its login from O(logins), the
+        fleet file's member, then the connection options)."
     required: true
     type: list
-    elements: str
+    elements: raw
+  logins:
+    description: With batches, the logins of the clusters by member name (C(fleet_kubernetes_logins)).
+    type: dict
   missing:
     description:
       - What a password whose Secret does not exist yet becomes.
@@ -67,6 +74,13 @@ EXAMPLES = r"""
       {{ lookup('harborfleet.fleet.tenant_passwords', ['acme', 'globex'], kubeconfig='~/.kube/fleet',
                 missing='generate' if ansible_check_mode else 'fail') }}
   no_log: true
+
+- name: The same for every cluster of a fleet
+  ansible.builtin.set_fact:
+    fleet_passwords: >-
+      {{ lookup('harborfleet.fleet.tenant_passwords', tenants | harborfleet.fleet.fleet_batches('secrets'),
+                logins=fleet_kubernetes_logins) }}
+  no_log: true
 """
 
 RETURN = r"""
@@ -79,7 +93,8 @@ _raw:
 from ansible.errors import AnsibleLookupError
 from ansible.plugins.lookup import LookupBase
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils._common import describe_error
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError, describe_error
+from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import member_settings
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     Tenant, TenantInputError, generate_password, validate_tenant_id)
 
@@ -94,22 +109,36 @@ class LookupModule(LookupBase):
         from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant_secrets import read_tenant_passwords
         if k8s_client is None:
             raise AnsibleLookupError("tenant_passwords needs the Python library kubernetes")
-        tenant_ids = []
+        defaults = {name: self.get_option(name) for name in CONNECTION}
+        clusters = []  # (connection, tenant ids)
+        loose = []
         for term in terms:
-            tenant_ids.extend(term if isinstance(term, list) else [term])
+            for item in term if isinstance(term, list) else [term]:
+                if isinstance(item, dict) and "member" in item:
+                    try:
+                        connection = member_settings(item["member"], "kubernetes", self.get_option("logins"), defaults)
+                    except FleetError as exc:
+                        raise AnsibleLookupError(f"tenant_passwords: {exc}") from None
+                    clusters.append((connection, [entry.get("tenant") for entry in item.get("tenants") or []]))
+                else:
+                    loose.append(item)
+        if loose:
+            clusters.append((defaults, loose))
+        tenant_ids = [tid for _connection, ids in clusters for tid in ids]
         try:
             for index, tid in enumerate(tenant_ids):
                 validate_tenant_id(tid, f"_terms[{index}]")
         except TenantInputError as exc:
             raise AnsibleLookupError(f"tenant_passwords: {exc}") from None
-        params = {name: self.get_option(name) for name in CONNECTION}
         missing, purposes = self.get_option("missing"), self.get_option("purposes")
+        found = {}
         try:
-            kube = KubeClient(params)
-            try:
-                found = read_tenant_passwords(kube, tenant_ids)
-            finally:
-                kube.close()
+            for connection, ids in clusters:
+                kube = KubeClient(connection)
+                try:
+                    found.update(read_tenant_passwords(kube, ids))
+                finally:
+                    kube.close()
         except Exception as exc:  # pylint: disable=broad-except
             raise AnsibleLookupError(f"tenant_passwords: {describe_error(exc)}") from None
         for tid in tenant_ids:

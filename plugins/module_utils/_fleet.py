@@ -8,6 +8,7 @@ A fleet file (YAML) holds what people edit::
     defaults: {plan: small, region: eu, harbor_version: 2.6.4, domain: registry.example.com}
     plans: {small: {...}, large: {...}}
     tiers:
+      kubernetes: [{name: k8s-eu-1, context: eu-1, regions: [eu], capacity: 300}]
       postgres: [{name: pg-a, host: ..., port: 5432, capacity: 400, regions: [eu]}]
       sentinel_groups: [{name: sg-a, sentinels: ["10.0.0.1:26379", ...], capacity: 120, redis_hosts: [...]}]
       s3: [{name: s3-eu, endpoint: https://..., region: eu-west-1, bucket_prefix: corp-harbor-, wait_timeout: 60}]
@@ -15,9 +16,11 @@ A fleet file (YAML) holds what people edit::
       - {id: acme, plan: large, external_url: https://registry.acme.example}
       - {id: globex, placement: {postgres: pg-b}}        # pinned by hand
 
-Placement (which PostgreSQL server and which sentinel group a tenant lives on, and its Redis port in that group:
-the lowest free port from the group's ``redis_port_base``, default 7000) is recorded in a machine-written
-sidecar, ``<fleet file>.placement.yml``, committed next to the fleet file like a lock file. A tenant keeps its
+Placement (which Kubernetes cluster, PostgreSQL server, sentinel group and S3 endpoint a tenant lives on, and its
+Redis port in that group: the lowest free port from the group's ``redis_port_base``, default 7000) is recorded on
+the tenant's namespace in its cluster (``_k8s_placement``; a legacy ``<fleet file>.placement.yml`` beside the fleet
+file is still read). Without a ``kubernetes`` tier every tenant is on the one cluster the connection options name
+(the fleet's kubeconfig, the K8S_AUTH_* variables). A tenant keeps its
 recorded or pinned placement forever: nothing here ever moves a tenant. New tenants go, in id order, to the tier
 member with the most free capacity in their region (ties by name), so the same inputs always give the same
 answer, and a full tier is an error naming the tenant, never an overfilled server.
@@ -41,9 +44,11 @@ from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     DEFAULT_BUCKET_PREFIX, DEFAULT_CAPACITY, DEFAULT_PG_PORT, DEFAULT_PG_SSL_MODE, DEFAULT_REDIS_PORT_BASE,
     DEFAULT_S3_REGION, DEFAULT_S3_WAIT_TIMEOUT, Tenant, validate_dns_label, validate_tenant_id)
 
-PLACED_TIERS = ("postgres", "sentinel_groups", "s3")
-PLACEMENT_KEYS = {"postgres": "postgres", "sentinel_groups": "sentinel_group", "s3": "s3"}
-TIER_KINDS = ("postgres", "sentinel_groups", "s3", "kubernetes")
+PLACED_TIERS = ("kubernetes", "postgres", "sentinel_groups", "s3")
+PLACEMENT_KEYS = {"kubernetes": "kubernetes", "postgres": "postgres", "sentinel_groups": "sentinel_group", "s3": "s3"}
+TIER_KINDS = PLACED_TIERS
+# Tiers added after tenants were recorded: a recorded tenant without one of these was on its first member.
+FIRST_MEMBER_TIERS = ("s3", "kubernetes")
 # Admin logins never live in the fleet file (it is committed and copied into every tenant's view): they come from
 # credentials (vault, the Automation Platform's credentials) by tier member name.
 UNBOUNDED = 10 ** 9
@@ -104,8 +109,13 @@ class Fleet:
         self.name = validate_dns_label(data.get("name") or "default", "name")
         self.defaults = dict(data.get("defaults") or {})
         self.plans = dict(data.get("plans") or {})
-        self.tiers = {name: list((data.get("tiers") or {}).get(name) or []) for name in
-                      ("postgres", "sentinel_groups", "s3", "kubernetes")}
+        tiers = data.get("tiers") or {}
+        if not isinstance(tiers, dict):
+            raise FleetError(f"tiers: must be a mapping of tier kind ({', '.join(TIER_KINDS)}) to its members")
+        unknown = sorted(set(tiers) - set(TIER_KINDS))
+        if unknown:
+            raise FleetError(f"tiers.{unknown[0]}: unknown tier kind (one of {', '.join(TIER_KINDS)})")
+        self.tiers = {name: list(tiers.get(name) or []) for name in TIER_KINDS}
         self.recorded = self.check_recorded(placement)
         self._members = {}
         self._check_tiers()
@@ -130,7 +140,7 @@ class Fleet:
                     raise FleetError(f"{where}.{secret[0]}: admin credentials do not belong in the fleet file (it is "
                                      "committed and copied into every tenant's view); give them as credentials "
                                      "(vault or the Automation Platform) by member name: fleet_postgres_logins, "
-                                     "fleet_s3_logins")
+                                     "fleet_s3_logins, fleet_kubernetes_logins")
                 capacity = member.get("capacity")
                 if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool)
                                              or capacity < 0):
@@ -244,10 +254,11 @@ class Fleet:
         for tid in sorted(set(current) | set(self.recorded)):
             chosen = dict(self.recorded.get(tid, {}))
             chosen.update((current.get(tid) or {}).get("placement") or {})
-            if tid in self.recorded and "s3" not in chosen and self.tiers["s3"]:
-                # Recorded before S3 endpoints were placed: such tenants used the first endpoint; they stay there.
-                chosen["s3"] = self.tiers["s3"][0]["name"]
-                new[tid] = True
+            for kind in FIRST_MEMBER_TIERS:
+                if tid in self.recorded and kind not in chosen and self.tiers[kind]:
+                    # Recorded before this tier was placed: such tenants used its first member; they stay there.
+                    chosen[kind] = self.tiers[kind][0]["name"]
+                    new[tid] = True
             result[tid] = chosen
             for kind in PLACED_TIERS:
                 name = chosen.get(PLACEMENT_KEYS[kind])
@@ -381,12 +392,13 @@ class Fleet:
 
 # --------------------------------------------------------------------------- from inventory hosts to module calls
 
-# batch kind -> the tier whose members the batches are per (None: the Kubernetes cluster)
-BATCH_TIERS = {"secrets": None, "database": "postgres", "redis": "sentinel_groups", "bucket": "s3", "cluster": None,
-               "database_removal": "postgres", "redis_removal": "sentinel_groups", "backup": "postgres"}
+# batch kind -> the tier whose members the batches are per
+BATCH_TIERS = {"placement": "kubernetes", "secrets": "kubernetes", "database": "postgres", "redis": "sentinel_groups",
+               "bucket": "s3", "cluster": "kubernetes", "database_removal": "postgres",
+               "redis_removal": "sentinel_groups", "backup": "postgres"}
 BATCH_KINDS = tuple(BATCH_TIERS)
 
-
+# The cluster of a fleet without a kubernetes tier: the connection options' (fleet_kubeconfig, K8S_AUTH_*).
 KUBERNETES = {"name": "kubernetes"}
 
 
@@ -400,12 +412,14 @@ def _require(values, tenant, purpose, what):
 def batches(tenants, kind, secrets=None, storage_keys=None, versions=None, extra=None, items=None):
     """Group tenants (inventory host variables) into one module call per tier member.
 
-    Returns ``[{"member": <tier member>, "tenants": [<items for the module's tenants option>]}]`` in member order.
-    ``secrets`` maps tenant → passwords (the ``tenant_passwords`` lookup); ``storage_keys`` maps tenant → S3 access
-    key id; ``versions`` maps tenant → the Harbor version it runs now: a tenant whose wanted version differs keeps it
-    because version changes roll out in gated batches (upgrade_fleet.yml), never all at once. ``extra`` is merged
-    into every item; ``items`` (dicts with a ``tenant``) are merged into their tenant's item, and tenants without
-    one are left out. Tier connection details stay in ``member``; items only carry what differs per tenant.
+    Returns ``[{"member": <tier member>, "tenants": [<items for the module's tenants option>]}]`` in member order;
+    bucket batches are per S3 endpoint and Kubernetes cluster (a new key's secret goes to the tenant's cluster) and
+    also carry ``cluster``. ``secrets`` maps tenant → passwords (the ``tenant_passwords`` lookup); ``storage_keys``
+    maps tenant → S3 access key id; ``versions`` maps tenant → the Harbor version it runs now: a tenant whose wanted
+    version differs keeps it because version changes roll out in gated batches (upgrade_fleet.yml), never all at
+    once. ``extra`` is merged into every item; ``items`` (dicts with a ``tenant``) are merged into their tenant's
+    item, and tenants without one are left out. Tier connection details stay in ``member``; items only carry what
+    differs per tenant.
     """
     if kind not in BATCH_KINDS:
         raise FleetError(f"unknown batch kind {kind!r} (one of {', '.join(BATCH_KINDS)})")
@@ -418,12 +432,13 @@ def batches(tenants, kind, secrets=None, storage_keys=None, versions=None, extra
         if only is not None and tid not in only:
             continue
         plan = (host.get("harbor_fleet_plans") or {}).get(host.get("harbor_plan")) or {}
-        tier = BATCH_TIERS[kind]
-        member = KUBERNETES if tier is None else placed_member(host, tier)
+        member = placed_member(host, BATCH_TIERS[kind])
         if not member:
-            raise FleetError(f"tenant {tid!r}: no {tier} tier member (check the fleet file's tiers)")
+            raise FleetError(f"tenant {tid!r}: no {BATCH_TIERS[kind]} tier member (check the fleet file's tiers)")
         item = {"tenant": tid}
-        if kind == "database":
+        if kind == "placement":
+            item["placement"] = dict(host.get("harbor_placement") or {})
+        elif kind == "database":
             item["password"] = _require(secrets, tid, "database", "password")
             item["notary"] = bool(host.get("harbor_notary"))
             for option in ("database_connection_limit", "role_connection_limit"):
@@ -449,14 +464,23 @@ def batches(tenants, kind, secrets=None, storage_keys=None, versions=None, extra
                 item["version"] = running
         item.update(extra or {})
         item.update((only or {}).get(tid) or {})
-        groups.setdefault(member["name"], {"member": member, "tenants": []})["tenants"].append(item)
-    return [groups[name] for name in sorted(groups)]
+        key = (member["name"],)
+        batch = {"member": member, "tenants": []}
+        if kind == "bucket":
+            batch["cluster"] = placed_member(host, "kubernetes")
+            key += (batch["cluster"]["name"],)
+        groups.setdefault(key, batch)["tenants"].append(item)
+    return [groups[key] for key in sorted(groups)]
 
 
 def placed_member(host, kind):
-    """The tier member of ``kind`` a tenant (inventory host variables) is placed on, from the fleet's tiers."""
+    """The tier member of ``kind`` a tenant (inventory host variables) is placed on, from the fleet's tiers; a
+    fleet without Kubernetes clusters has the one its connection options name (``KUBERNETES``)."""
+    members = (host.get("harbor_fleet_tiers") or {}).get(kind) or {}
+    if kind == "kubernetes" and not members:
+        return KUBERNETES
     name = (host.get("harbor_placement") or {}).get(PLACEMENT_KEYS[kind])
-    return ((host.get("harbor_fleet_tiers") or {}).get(kind) or {}).get(name) if name else None
+    return members.get(name) if name else None
 
 
 def _cluster_item(host, plan, storage_keys):
@@ -491,12 +515,16 @@ def _cluster_item(host, plan, storage_keys):
     return item
 
 
-MEMBER_KINDS = ("s3", "postgres")
+MEMBER_KINDS = ("s3", "postgres", "kubernetes")
+KUBERNETES_CONNECTION = ("kubeconfig", "context", "host", "api_key", "ca_cert", "validate_certs")
 
 
-def member_settings(member, kind, logins=None):
+def member_settings(member, kind, logins=None, defaults=None):
     """A tier member's connection as module options: its own values over the defaults table, plus its admin login
-    from ``logins`` (member name → {access_key, secret_key} for S3, {user, password} for PostgreSQL)."""
+    from ``logins`` (member name → {access_key, secret_key} for S3, {user, password} for PostgreSQL, any of
+    kubeconfig, context, host, api_key, ca_cert, validate_certs for a Kubernetes cluster). A cluster's options left
+    unset come from ``defaults`` (the play's connection, such as fleet_kubeconfig), else stay None: the module then
+    falls back to the K8S_AUTH_* variables."""
     if kind not in MEMBER_KINDS:
         raise FleetError(f"unknown tier kind {kind!r} (one of {', '.join(MEMBER_KINDS)})")
     if not isinstance(member, dict) or not member.get("name"):
@@ -504,6 +532,16 @@ def member_settings(member, kind, logins=None):
     login = (logins or {}).get(member["name"]) or {}
     if not isinstance(login, dict):
         raise FleetError(f"the admin login of {kind} member {member['name']!r} must be a mapping")
+    if kind == "kubernetes":
+        out = {}
+        for key in KUBERNETES_CONNECTION:
+            for source in (login, member, defaults or {}):
+                if source.get(key) not in (None, ""):
+                    out[key] = source[key]
+                    break
+            else:
+                out[key] = None
+        return out
     if kind == "s3":
         prefix, wait = member.get("bucket_prefix"), member.get("wait_timeout")
         return {"endpoint_url": member.get("endpoint") or None, "region": member.get("region") or DEFAULT_S3_REGION,
@@ -513,6 +551,40 @@ def member_settings(member, kind, logins=None):
     return {"login_host": member.get("host"), "login_port": int(member.get("port") or DEFAULT_PG_PORT),
             "ssl_mode": member.get("ssl_mode") or DEFAULT_PG_SSL_MODE, "ca_cert": member.get("ca_cert") or None,
             "login_user": login.get("user") or None, "login_password": login.get("password") or None}
+
+
+def fleet_clusters(fleet, logins=None, defaults=None):
+    """``[(member, connection)]`` for every Kubernetes cluster of a fleet: a member's own connection (fleet file, its
+    login) over ``defaults``; a fleet without a kubernetes tier has the one cluster ``defaults`` name."""
+    return [(member, member_settings(member, "kubernetes", logins if fleet.tiers["kubernetes"] else None, defaults))
+            for member in fleet.tiers["kubernetes"] or [KUBERNETES]]
+
+
+# tier -> the variable naming the file of its members' logins (how credentials inject them) and each login's keys
+LOGIN_FILES = {"postgres": ("HARBORFLEET_POSTGRES_LOGINS", ("user", "password"), ()),
+               "s3": ("HARBORFLEET_S3_LOGINS", ("access_key", "secret_key"), ()),
+               "kubernetes": ("HARBORFLEET_KUBERNETES_LOGINS", (), KUBERNETES_CONNECTION)}
+
+
+def read_logins(tier, environ=None):
+    """Member name → admin login of a tier, from the file its variable names (empty when unset)."""
+    if tier not in LOGIN_FILES:
+        raise FleetError(f"unknown tier {tier!r} (one of {', '.join(LOGIN_FILES)})")
+    variable, required, allowed = LOGIN_FILES[tier]
+    path = (os.environ if environ is None else environ).get(variable)
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as handle:
+            logins = yaml.load(handle, Loader=YAML_LOADER) or {}  # nosec - a safe loader
+    except (OSError, yaml.YAMLError) as exc:
+        raise FleetError(f"cannot read the file named by {variable} ({type(exc).__name__})") from None
+    keys = ", ".join(required or allowed)
+    if not isinstance(logins, dict) or not all(
+            isinstance(v, dict) and set(required) <= set(v) and (not allowed or set(v) <= set(allowed))
+            for v in logins.values()):
+        raise FleetError(f"the file named by {variable} must map each {tier} member name to {{{keys}}}")
+    return logins
 
 
 def tenant_results(results):

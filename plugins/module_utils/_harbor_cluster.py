@@ -481,9 +481,10 @@ def fleet_counts(summaries):
     return counts
 
 
-def fleet_status(tenant_ids, kubeconfig=None, context=None):
-    """{tenant: {status, ready, version}} from one LIST of HarborClusters (for the inventory plugin)."""
-    kube = KubeClient({"kubeconfig": kubeconfig, "context": context})
+def fleet_status(tenant_ids, params):
+    """{tenant: {status, ready, version}} from one LIST of HarborClusters of the cluster ``params`` connect to
+    (for the inventory plugin)."""
+    kube = KubeClient(params)
     wanted = set(tenant_ids)
     try:
         out = {}

@@ -190,9 +190,13 @@ ENVIRONMENT = {"kubeconfig": "K8S_AUTH_KUBECONFIG", "context": "K8S_AUTH_CONTEXT
 
 
 def with_environment(params, environ=None):
-    """``params`` with every unset connection option taken from its ``K8S_AUTH_*`` variable."""
+    """``params`` with every unset connection option taken from its ``K8S_AUTH_*`` variable, unless ``params``
+    name their cluster themselves (``host`` or ``kubeconfig``): a fleet's clusters each have their own connection,
+    and one injected for another cluster must never redirect a tenant's calls."""
     environ = os.environ if environ is None else environ
     out = dict(params)
+    if out.get("host") or out.get("kubeconfig"):
+        return out
     for option, variable in ENVIRONMENT.items():
         value = environ.get(variable)
         if out.get(option) is None and value not in (None, ""):

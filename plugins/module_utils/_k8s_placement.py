@@ -17,13 +17,13 @@ import json
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError
 from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import (
-    MANAGED_BY_SELECTOR, KubeApiError)
+    MANAGED_BY_SELECTOR, KubeApiError, KubeClient)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import TENANT_LABEL, Tenant
 
 PLACEMENT_ANNOTATION = "harborfleet.io/placement"
 FLEET_LABEL = "harborfleet.io/fleet"
 FIELD_MANAGER = "harborfleet-placement"
-RECORD_KEYS = ("postgres", "sentinel_group", "redis_port", "s3")
+RECORD_KEYS = ("kubernetes", "postgres", "sentinel_group", "redis_port", "s3")
 
 
 def _record_of(namespace):
@@ -52,6 +52,31 @@ def read_records(kube, fleet_name):
     return records
 
 
+def read_fleet_records(fleet_name, clusters, tiered=True):
+    """The placement recorded in every cluster of a fleet (``[(member, connection)]``), one LIST each. With a
+    kubernetes tier (``tiered``) a record names its cluster: the one it is found in for records from before the
+    tier existed; a tenant recorded in two clusters, or in one while naming another, is an error naming both."""
+    records, found_in = {}, {}
+    for member, params in clusters:
+        kube = KubeClient(params, pool_size=4)
+        try:
+            found = read_records(kube, fleet_name)
+        except FleetError as exc:
+            raise FleetError(f"cannot read the placement recorded in cluster {member['name']!r}: {exc}") from None
+        finally:
+            kube.close()
+        for tid, chosen in found.items():
+            if tiered:
+                chosen.setdefault("kubernetes", member["name"])
+                if chosen["kubernetes"] != member["name"] or tid in found_in:
+                    other = found_in.get(tid, chosen["kubernetes"])
+                    raise FleetError(f"tenant {tid!r} is recorded in cluster {member['name']!r} and in {other!r}: "
+                                     "keep the namespace of one of them (a tenant is never moved)")
+            found_in[tid] = member["name"]
+            records[tid] = chosen
+    return records
+
+
 def _wanted(placement):
     return {key: placement[key] for key in RECORD_KEYS if placement.get(key) is not None}
 
@@ -59,7 +84,8 @@ def _wanted(placement):
 def record(kube, tenant_id, placement, fleet_name):
     """Record one tenant's placement unless the cluster already holds it; returns True when it wrote.
 
-    A different placement recorded meanwhile (another run) is an error naming both; nothing is overwritten.
+    A different placement recorded meanwhile (another run) is an error naming both; nothing is overwritten. A record
+    from before a tier was added gains that tier's member, and keeps the rest.
     """
     tenant = Tenant(tenant_id, bucket_prefix="")
     labels = dict(tenant.labels, **{FLEET_LABEL: fleet_name})
@@ -72,10 +98,12 @@ def record(kube, tenant_id, placement, fleet_name):
         if live is not None:
             recorded = _record_of(live)
             if recorded is not None:
-                if _wanted(recorded) != wanted:
-                    raise FleetError(f"tenant {tenant_id!r} is already placed on {_wanted(recorded)} (recorded in the "
-                                     f"cluster by another run), not {wanted}: re-read the inventory and run again")
-                return False
+                have = _wanted(recorded)
+                if any(wanted.get(key) != value for key, value in have.items()):
+                    raise FleetError(f"tenant {tenant_id!r} is already placed on {have} (recorded in the cluster by "
+                                     f"another run), not {wanted}: re-read the inventory and run again")
+                if have == wanted:
+                    return False
             patch = {"metadata": {"resourceVersion": live["metadata"]["resourceVersion"],
                                   "labels": labels, "annotations": {PLACEMENT_ANNOTATION: body}}}
             try:

@@ -38,7 +38,8 @@ PASSWORD_ALPHABET = string.ascii_letters + string.digits
 # The defaults table: every default a fleet name or size comes from, in one place.
 PREFIX = "harbor-"                 # namespaces, login roles, master sets, IAM users
 DEFAULT_BUCKET_PREFIX = "harbor-"  # fleet-wide; S3 bucket names are global on AWS, so fleets usually set their own
-DEFAULT_CAPACITY = {"postgres": 500, "sentinel_groups": 150, "s3": None}  # per member (docs/redis-sizing.md)
+# tenants per tier member (docs/redis-sizing.md); None: any number
+DEFAULT_CAPACITY = {"postgres": 500, "sentinel_groups": 150, "s3": None, "kubernetes": None}
 DEFAULT_REDIS_PORT_BASE = 7000     # first tenant Redis port of a sentinel group (below the ephemeral range)
 DEFAULT_S3_REGION = "us-east-1"
 DEFAULT_S3_WAIT_TIMEOUT = 60

@@ -17,7 +17,7 @@ description:
     once; an existing one is patched under its resource version), so two runs can never place one tenant twice
     differently; the loser fails naming both placements.
   - With O(placements) (what the C(harborfleet.fleet.tenants) inventory computed for tenants in group
-    C(placement_pending)) the module records exactly those. With O(fleet_file) it reads the fleet file, a legacy
+    C(placement_pending), for the cluster the module connects to) the module records exactly those. With O(fleet_file) it reads the fleet file, a legacy
     record file beside it (authoritative for the tenants it holds) and the cluster's records, places new tenants
     in id order on the member with the most free capacity in their region (ties by name), and records them.
   - O(export_file) writes every tenant's placement to a file, for teams who review placement in git.
@@ -39,7 +39,7 @@ attributes:
 options:
   placements:
     description:
-      - Tenant id to placement (C(postgres), C(sentinel_group), C(redis_port), C(s3)) to record. A tenant whose
+      - Tenant id to placement (C(kubernetes), C(postgres), C(sentinel_group), C(redis_port), C(s3)) to record. A tenant whose
         namespace already records the same placement is left alone; one that records another is an error.
       - Mutually exclusive with O(fleet_file).
     type: dict
@@ -57,6 +57,16 @@ options:
   export_file:
     description: Also write every tenant's placement to this file (YAML, C(tenants:) by id), with O(fleet_file).
     type: path
+  logins:
+    description:
+      - With O(fleet_file) and a C(kubernetes) tier, the logins of its clusters by member name (any of
+        C(kubeconfig), C(context), C(host), C(api_key), C(ca_cert), C(validate_certs)), as
+        P(harborfleet.fleet.fleet_logins#lookup) returns them. Each cluster's records are read and written with its
+        own connection (its login, then the fleet file's member, then this module's connection options).
+      - With O(placements) the module records in the one cluster its connection options name; call it once per
+        cluster.
+    type: dict
+    default: {}
 """
 
 EXAMPLES = r"""
@@ -103,24 +113,25 @@ import os
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
-    Fleet, load_yaml, merge_records, placement_path, yaml)
+    KUBERNETES, KUBERNETES_CONNECTION, Fleet, fleet_clusters, load_yaml, merge_records, placement_path, yaml)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import (
     CONNECTION_SPEC, KUBERNETES_IMPORT_ERROR, KubeClient, k8s_client)
-from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_placement import read_records, record
+from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_placement import read_fleet_records, record
 from ansible_collections.harborfleet.fleet.plugins.module_utils._module import guard
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import TenantInputError
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import validate_tenant_id
 
 ARGUMENT_SPEC = dict(CONNECTION_SPEC, placements=dict(type="dict"), fleet=dict(type="str", default="default"),
-                     fleet_file=dict(type="path"), export_file=dict(type="path"))
+                     fleet_file=dict(type="path"), export_file=dict(type="path"),
+                     logins=dict(type="dict", no_log=True, default={}))
 
 
-def from_fleet_file(params, recorded, data):
+def from_fleet_file(params, recorded, fleet):
     fleet_file = params["fleet_file"]
     record_path = placement_path(fleet_file)
     legacy = load_yaml(record_path, "placement record") if os.path.exists(record_path) else None
     records = merge_records(Fleet.check_recorded(legacy, f"placement record {record_path}"), recorded, record_path)
-    fleet = Fleet(data, {"tenants": records})
+    fleet.recorded = Fleet.check_recorded({"tenants": records}, "the recorded placement")
     placement, new, unplaced = fleet.placement()
     usage = fleet.usage(placement)
     overfull = [f"{kind}/{name}" for kind, members in usage.items() for name, (used, cap) in members.items()
@@ -129,35 +140,51 @@ def from_fleet_file(params, recorded, data):
     return placement, wanted, dict(unplaced=unplaced, usage=usage, overfull=overfull)
 
 
+def given_placements(params):
+    placement = {}
+    for tid, chosen in (params["placements"] or {}).items():
+        validate_tenant_id(tid, "placements")
+        if not isinstance(chosen, dict) or not chosen.get("postgres"):
+            raise TenantInputError(f"placements.{tid}", "must be a mapping with at least postgres")
+        placement[tid] = chosen
+    return placement
+
+
 def run(module):
     params = module.params
-    kube = KubeClient(params, pool_size=4)
+    defaults = {key: params.get(key) for key in KUBERNETES_CONNECTION}
+    extra = {"unplaced": {}, "usage": {}, "overfull": []}
+    if params["fleet_file"]:
+        # Every cluster of the fleet: each tenant's record goes to the cluster it is placed on.
+        fleet = Fleet(load_yaml(params["fleet_file"], "fleet file"))
+        members = fleet_clusters(fleet, params["logins"], defaults)
+        clusters = {member["name"]: connection for member, connection in members}
+        recorded = read_fleet_records(fleet.name, members, bool(fleet.tiers["kubernetes"]))
+        placement, wanted, extra = from_fleet_file(params, recorded, fleet)
+        fleet_name = fleet.name
+    else:
+        clusters = {KUBERNETES["name"]: defaults}
+        fleet_name = params["fleet"]
+        placement = given_placements(params)
+        recorded = read_fleet_records(fleet_name, [(KUBERNETES, defaults)], tiered=False)
+        wanted = {tid: chosen for tid, chosen in placement.items() if recorded.get(tid) != chosen}
+    written, kubes = [], {}
     try:
-        data = load_yaml(params["fleet_file"], "fleet file") if params["fleet_file"] else None
-        fleet_name = ((data if isinstance(data, dict) else {}).get("name") if data is not None else params["fleet"]) \
-            or "default"
-        recorded = read_records(kube, fleet_name)
-        extra = {"unplaced": {}, "usage": {}, "overfull": []}
-        if params["fleet_file"]:
-            placement, wanted, extra = from_fleet_file(params, recorded, data)
-        else:
-            placement = {}
-            for tid, chosen in (params["placements"] or {}).items():
-                validate_tenant_id(tid, "placements")
-                if not isinstance(chosen, dict) or not chosen.get("postgres"):
-                    raise TenantInputError(f"placements.{tid}", "must be a mapping with at least postgres")
-                placement[tid] = chosen
-            wanted = {tid: chosen for tid, chosen in placement.items() if recorded.get(tid) != chosen}
-        written = []
         for tid in sorted(wanted):
             if module.check_mode:
-                if tid in recorded and recorded[tid] != wanted[tid]:
+                if tid in recorded and any(wanted[tid].get(k) != v for k, v in recorded[tid].items()):
                     module.fail_json(msg=f"tenant {tid!r} is already placed on {recorded[tid]}, not {wanted[tid]}")
                 written.append(tid)
-            elif record(kube, tid, wanted[tid], fleet_name):
+                continue
+            cluster = wanted[tid].get("kubernetes") if params["fleet_file"] else None
+            cluster = cluster or next(iter(clusters))
+            if cluster not in kubes:
+                kubes[cluster] = KubeClient(clusters[cluster], pool_size=4)
+            if record(kubes[cluster], tid, wanted[tid], fleet_name):
                 written.append(tid)
     finally:
-        kube.close()
+        for kube in kubes.values():
+            kube.close()
     return placement, written, wanted, recorded, extra
 
 

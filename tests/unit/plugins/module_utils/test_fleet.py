@@ -265,3 +265,90 @@ def test_credentials_in_a_tier_entry_are_refused(key):
     data["tiers"]["postgres"][0][key] = "hunter2"
     with pytest.raises(FleetError, match=f"tiers.postgres\\[0\\].{key}: admin credentials do not belong"):
         Fleet(data)
+
+
+def regions_data():
+    """Two regions, each with its own cluster, PostgreSQL server, sentinel group and S3 endpoint."""
+    data = fleet_data([{"id": "eu1", "region": "eu"}, {"id": "eu2", "region": "eu"}, {"id": "us1", "region": "us"}])
+    data["tiers"] = {
+        kind: [dict(member(region), regions=[region]) for region in ("eu", "us")]
+        for kind, member in (
+            ("kubernetes", lambda r: {"name": f"k8s-{r}", "context": f"ctx-{r}"}),
+            ("postgres", lambda r: {"name": f"pg-{r}", "host": f"pg.{r}.test"}),
+            ("sentinel_groups", lambda r: {"name": f"sg-{r}", "sentinels": [f"sentinel.{r}.test:26379"]}),
+            ("s3", lambda r: {"name": f"s3-{r}", "endpoint": f"https://s3.{r}.test"}))}
+    return data
+
+
+def test_every_tier_places_a_tenant_inside_its_region():
+    placement = Fleet(regions_data()).placement()[0]
+    for tid, region in (("eu1", "eu"), ("eu2", "eu"), ("us1", "us")):
+        assert placement[tid] == {"kubernetes": f"k8s-{region}", "postgres": f"pg-{region}",
+                                  "sentinel_group": f"sg-{region}", "s3": f"s3-{region}", "redis_port": placement[tid]["redis_port"]}
+
+
+def test_a_region_without_a_cluster_leaves_its_tenants_unplaced():
+    data = regions_data()
+    data["tiers"]["kubernetes"].pop()
+    placement, _new, unplaced = Fleet(data).placement()
+    assert set(placement) == {"eu1", "eu2"}
+    assert unplaced == {"us1": "no kubernetes member with free capacity in region 'us'; add a member or raise a capacity"}
+
+
+def test_tenants_recorded_before_the_cluster_tier_stay_on_its_first_member():
+    legacy = {"tenants": {"us1": {"postgres": "pg-us", "sentinel_group": "sg-us", "redis_port": 7000, "s3": "s3-us"}}}
+    placement, new, _unplaced = Fleet(regions_data(), legacy).placement()
+    assert placement["us1"]["kubernetes"] == "k8s-eu" and "us1" in new  # recorded again, with its cluster
+
+
+def test_unknown_tier_kinds_are_named():
+    data = fleet_data(["a"])
+    data["tiers"]["clusters"] = []
+    with pytest.raises(FleetError, match="tiers.clusters: unknown tier kind"):
+        Fleet(data)
+
+
+def test_kubernetes_batches_are_per_cluster_and_buckets_per_endpoint_and_cluster():
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import batches
+    data = regions_data()
+    data["tiers"]["s3"] = [{"name": "s3-all", "endpoint": "https://s3.test"}]  # one store for both regions
+    hosts, secrets = host_vars(data)
+    assert [(b["member"]["name"], [i["tenant"] for i in b["tenants"]]) for b in batches(hosts, "secrets")] == \
+        [("k8s-eu", ["eu1", "eu2"]), ("k8s-us", ["us1"])]
+    placed = batches(hosts, "placement")
+    assert placed[1]["tenants"] == [{"tenant": "us1", "placement": hosts[2]["harbor_placement"]}]
+    bucket = batches(hosts, "bucket", secrets)
+    assert [(b["member"]["name"], b["cluster"]["name"], len(b["tenants"])) for b in bucket] == \
+        [("s3-all", "k8s-eu", 2), ("s3-all", "k8s-us", 1)]
+
+
+def test_a_fleet_without_clusters_has_the_one_of_the_connection_options():
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import KUBERNETES, batches
+    hosts, secrets = host_vars(fleet_data(["a", "b"]))
+    assert [b["member"] for b in batches(hosts, "cluster")] == [KUBERNETES]
+    assert [b["cluster"] for b in batches(hosts, "bucket", secrets)] == [KUBERNETES]
+
+
+def test_a_clusters_connection_is_its_login_over_the_fleet_file_over_the_plays():
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import member_settings
+    member = {"name": "k8s-eu", "context": "ctx-eu", "host": ""}
+    assert member_settings(member, "kubernetes", None, {"kubeconfig": "/play/kubeconfig", "context": "other"}) == {
+        "kubeconfig": "/play/kubeconfig", "context": "ctx-eu", "host": None, "api_key": None, "ca_cert": None,
+        "validate_certs": None}
+    login = {"k8s-eu": {"host": "https://eu.test:6443", "api_key": "token-eu"}}
+    got = member_settings(member, "kubernetes", login, {"kubeconfig": ""})
+    assert got["host"] == "https://eu.test:6443" and got["api_key"] == "token-eu" and got["kubeconfig"] is None
+
+
+def test_logins_files_are_read_by_tier(tmp_path):
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import read_logins
+    path = tmp_path / "k8s.yml"
+    path.write_text("k8s-eu: {kubeconfig: /run/eu.kubeconfig}\n")
+    assert read_logins("kubernetes", {"HARBORFLEET_KUBERNETES_LOGINS": str(path)}) == \
+        {"k8s-eu": {"kubeconfig": "/run/eu.kubeconfig"}}
+    assert read_logins("kubernetes", {}) == {}
+    path.write_text("k8s-eu: {password: x}\n")
+    with pytest.raises(FleetError, match="HARBORFLEET_KUBERNETES_LOGINS must map each kubernetes member"):
+        read_logins("kubernetes", {"HARBORFLEET_KUBERNETES_LOGINS": str(path)})
+    with pytest.raises(FleetError, match="HARBORFLEET_S3_LOGINS must map each s3 member"):
+        read_logins("s3", {"HARBORFLEET_S3_LOGINS": str(path)})

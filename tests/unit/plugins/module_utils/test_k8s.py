@@ -876,3 +876,12 @@ def test_unset_connection_options_come_from_the_k8s_auth_environment():
     assert got == {"kubeconfig": None, "context": "mine", "host": "https://api.example:6443", "api_key": "token",
                    "ca_cert": "/ca.pem", "validate_certs": False}
     assert k8s.with_environment({"validate_certs": True}, {"K8S_AUTH_VERIFY_SSL": "false"})["validate_certs"] is True
+
+
+def test_a_task_naming_its_cluster_takes_nothing_from_the_environment():
+    """A fleet's clusters each have their own connection: one injected for another cluster never redirects."""
+    env = {"K8S_AUTH_HOST": "https://other:6443", "K8S_AUTH_API_KEY": "other-token", "K8S_AUTH_CONTEXT": "other"}
+    assert k8s.with_environment({"kubeconfig": "/eu.kubeconfig", "host": None, "context": None}, env) == \
+        {"kubeconfig": "/eu.kubeconfig", "host": None, "context": None}
+    assert k8s.with_environment({"host": "https://eu:6443", "api_key": None}, env) == \
+        {"host": "https://eu:6443", "api_key": None}
