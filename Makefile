@@ -44,8 +44,8 @@ collection: venv ## expose the checkout as ansible_collections/harborfleet/fleet
 go-build: venv ## build kube-apiserver + etcd once per version (cached per user, outside the checkout)
 	@$(LAB) build >/dev/null
 
-lab-up: setup ## start the lab (idempotent); prints where kubeconfig and credentials are
-	@$(LAB) up
+lab-up: setup ## start the lab (idempotent; LAB_PROFILE=regions adds a second region); prints where things are
+	@$(LAB) up $(if $(LAB_PROFILE),--profile $(LAB_PROFILE))
 
 lab-down: ## stop every lab process by PID and delete lab data
 	@if [ -x $(PY) ]; then $(LAB) down; else python3 lab/lab.py down; fi
@@ -53,8 +53,8 @@ lab-down: ## stop every lab process by PID and delete lab data
 lab-status: ## one line per lab service
 	@$(LAB) status
 
-test: setup ## the whole suite from nothing: lab up, sanity, lint, unit, integration, molecule, bench smoke, lab down
-	@$(LAB) up && { $(MAKE) --no-print-directory check; rc=$$?; $(LAB) down; exit $$rc; }
+test: setup ## the whole suite from nothing: lab up (both regions), sanity, lint, unit, integration, molecule, bench smoke, lab down
+	@$(LAB) up --profile regions && { $(MAKE) --no-print-directory check; rc=$$?; $(LAB) down; exit $$rc; }
 
 check: sanity lint package ee unit integration molecule bench-smoke
 
@@ -68,11 +68,16 @@ unit: collection ## unit tests
 	pytest tests/unit $(PYTEST_ARGS)
 
 integration: collection ## integration tests against the running lab
+	@$(LAB) fleets
 	pytest tests/integration $(PYTEST_ARGS)
 
 molecule: collection ## molecule scenarios against the running lab
+	@$(LAB) fleets
 	@for s in $$(ls molecule 2>/dev/null); do \
 	  [ -f molecule/$$s/molecule.yml ] || continue; \
+	  if [ $$s = regions ] && ! grep -q '"LAB_PROFILE": "regions"' $(HARBORFLEET_LAB_DIR)/env.json; then \
+	    echo "== molecule test -s regions: skipped, the lab runs one region (make lab-up LAB_PROFILE=regions)"; \
+	    continue; fi; \
 	  echo "== molecule test -s $$s"; molecule test -s $$s || exit 1; \
 	done
 

@@ -2,9 +2,11 @@
 """The local lab: real backing services for harborfleet.fleet, on 127.0.0.1 only.
 
     lab.py build                  build (or find cached) kube-apiserver + etcd from the Go module proxy
-    lab.py up                     start every service that is not running yet (idempotent)
+    lab.py up [--profile P]       start every service that is not running yet (idempotent); --profile regions adds
+                                  a second region (cluster, PostgreSQL, S3 store) for the multi-region fleet
     lab.py down                   stop everything the lab started (by recorded PID) and delete its data
     lab.py status                 one line per service
+    lab.py fleets                 write the lab's fleets (fleets/lab, molecule/default) with this lab's ports
     lab.py redis-tenant start NAME --password P [--replicas N]
     lab.py redis-tenant stop NAME
     lab.py reconciler pause|resume
@@ -39,9 +41,19 @@ GO_MODULE = HERE / "go" / "kube"
 KUBE_VERSION = "1.36.3"
 LOOPBACK = "127.0.0.1"
 
-# HARBORFLEET_LAB_PORT_OFFSET shifts every port, so a second lab (e.g. a clean clone's) can run beside this one.
+# HARBORFLEET_LAB_PORT_OFFSET shifts every port the lab uses - its services' and the ports its fleets give the Redis
+# tier (31300-31999 by convention) - so a second lab (a clean clone's, say) runs beside this one: -10000 keeps every
+# port apart from the default lab's and below the kernel's ephemeral range.
 PORT_OFFSET = int(os.environ.get("HARBORFLEET_LAB_PORT_OFFSET", "0"))
-PORTS = {name: [p + PORT_OFFSET for p in port] if isinstance(port, list) else port + PORT_OFFSET
+FLEET_PORTS = range(31300, 32000)
+
+
+def shift(port):
+    """A default-lab port as this lab uses it."""
+    return port + PORT_OFFSET
+
+
+PORTS = {name: [shift(p) for p in port] if isinstance(port, list) else shift(port)
          for name, port in {
              "etcd": 23790,
              "etcd_peer": 23800,
@@ -50,12 +62,26 @@ PORTS = {name: [p + PORT_OFFSET for p in port] if isinstance(port, list) else po
              "postgres": 25432,
              "sentinels": [26380, 26381, 26382],
              "s3": 28333,
+             "s3_grpc": 28334,
              "weed_master": 29333,
+             "weed_master_grpc": 29334,
              "weed_volume": 29340,
+             "weed_volume_grpc": 29341,
              "weed_filer": 28888,
+             "weed_filer_grpc": 28889,
              "weed_admin": 29646,
+             "weed_admin_grpc": 29647,
          }.items()}
-TENANT_REDIS_PORTS = range(27000 + PORT_OFFSET, 27990 + PORT_OFFSET)
+TENANT_REDIS_PORTS = range(shift(27000), shift(27990))
+# The regions profile (`lab.py up --profile regions`) adds a second region, "us", with its own kube-apiserver (same
+# etcd, its own prefix), PostgreSQL server and SeaweedFS; the default lab's services are region "eu" of that fleet.
+SECOND_REGION = "us"
+REGION_PORTS = {SECOND_REGION: {name: shift(port) for name, port in {
+    "apiserver": 26444, "controller_manager": 26258, "postgres": 25433,
+    "s3": 28335, "s3_grpc": 28336, "weed_master": 29335, "weed_master_grpc": 29336, "weed_volume": 29342,
+    "weed_volume_grpc": 29343, "weed_filer": 28890, "weed_filer_grpc": 28891, "weed_admin": 29648,
+    "weed_admin_grpc": 29649}.items()}}
+PROFILES = {"default": [""], "regions": ["", SECOND_REGION]}
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -170,24 +196,39 @@ def free_port(used):
 # --------------------------------------------------------------------------- credentials and env file
 
 def credentials():
+    """The lab's admin credentials, generated once per lab directory: every region's stores have their own
+    (``<key>`` for the default region, ``<key>_<region>`` for the others); the sentinel password is shared."""
     path = LAB / "credentials.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    LAB.mkdir(parents=True, exist_ok=True)
-    creds = {
-        "pg_password": url_safe_password(),
-        "sentinel_password": url_safe_password(),
-        "s3_access_key": "LAB" + url_safe_password(17).upper(),
-        "s3_secret_key": url_safe_password(40),
-    }
-    path.write_text(json.dumps(creds, indent=2))
-    path.chmod(0o600)
+    creds = json.loads(path.read_text()) if path.exists() else {}
+    wanted = {"sentinel_password": url_safe_password}
+    for suffix in [""] + [f"_{region}" for region in REGION_PORTS]:
+        wanted.update({f"pg_password{suffix}": url_safe_password,
+                       f"s3_access_key{suffix}": lambda: "LAB" + url_safe_password(17).upper(),
+                       f"s3_secret_key{suffix}": lambda: url_safe_password(40)})
+    missing = {key: make() for key, make in wanted.items() if key not in creds}
+    if missing:
+        creds.update(missing)
+        LAB.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(creds, indent=2))
+        path.chmod(0o600)
     return creds
 
 
+def profile():
+    """The lab's profile: recorded by `up` (default: the small lab)."""
+    path = LAB / "profile"
+    return path.read_text().strip() if path.exists() else "default"
+
+
+def regions():
+    return PROFILES.get(profile(), [""])
+
+
 def lab_env():
+    """Every endpoint and admin credential of the lab (the env files); with the regions profile, the second
+    region's as ``LAB_US_*`` (its cluster is context ``lab-us`` of the lab's kubeconfig)."""
     creds = credentials()
-    return {
+    env = {
         "HARBORFLEET_LAB_DIR": str(LAB),
         "LAB_KUBECONFIG": str(LAB / "kube" / "kubeconfig"),
         "LAB_PG_HOST": LOOPBACK,
@@ -201,7 +242,22 @@ def lab_env():
         "LAB_S3_ACCESS_KEY": creds["s3_access_key"],
         "LAB_S3_SECRET_KEY": creds["s3_secret_key"],
         "LAB_PYTHON": sys.executable,
+        "LAB_PORT_OFFSET": str(PORT_OFFSET),
+        "LAB_FLEETS": str(LAB / "fleets"),
+        "LAB_PROFILE": profile(),
+        "LAB_KUBECONTEXT": "lab",
     }
+    for region in regions()[1:]:
+        ports, key = REGION_PORTS[region], region.upper()
+        env.update({
+            f"LAB_{key}_KUBECONTEXT": f"lab-{region}",
+            f"LAB_{key}_PG_PORT": str(ports["postgres"]),
+            f"LAB_{key}_PG_PASSWORD": creds[f"pg_password_{region}"],
+            f"LAB_{key}_S3_ENDPOINT": f"http://{LOOPBACK}:{ports['s3']}",
+            f"LAB_{key}_S3_ACCESS_KEY": creds[f"s3_access_key_{region}"],
+            f"LAB_{key}_S3_SECRET_KEY": creds[f"s3_secret_key_{region}"],
+        })
+    return env
 
 
 def write_env_files():
@@ -211,6 +267,65 @@ def write_env_files():
     (LAB / "env").write_text("# written by lab/lab.py up; source it\n" + "\n".join(lines) + "\n")
     for name in ("env", "env.json"):
         (LAB / name).chmod(0o600)
+
+
+def check_ports():
+    """Every port this lab would use lies between 1024 and the kernel's ephemeral range (where any outgoing
+    connection could hold it)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    used = [p for port in PORTS.values() for p in (port if isinstance(port, list) else [port])]
+    used += [p for ports in REGION_PORTS.values() for p in ports.values()]
+    used += [TENANT_REDIS_PORTS.start, TENANT_REDIS_PORTS.stop, shift(FLEET_PORTS.start), shift(FLEET_PORTS.stop)]
+    if min(used) < 1024 or max(used) >= low:
+        raise LabError(f"HARBORFLEET_LAB_PORT_OFFSET={PORT_OFFSET} puts lab ports at {min(used)}-{max(used)}, outside "
+                       f"1024-{low - 1} (below the ephemeral range); -10000 is a good second lab")
+
+
+# --------------------------------------------------------------------------- the lab's fleet files
+
+# The fleets that run on the lab, written for the default lab's ports. `up` writes each, with this lab's ports, to
+# <lab>/fleets/<name>.yml, the path their inventory sources read.
+FLEET_SOURCES = {
+    "lab": REPO / "fleets" / "lab" / "fleet.yml",
+    "molecule": REPO / "molecule" / "default" / "fleet.yml",
+    "regions": REPO / "fleets" / "lab-regions" / "fleet.yml",
+}
+
+
+def _shift_address(address):
+    host, _, port = address.rpartition(":")
+    return f"{host}:{shift(int(port))}"
+
+
+def lab_fleet(data):
+    """A fleet description written for the default lab, with this lab's ports."""
+    tiers = data.get("tiers", {})
+    for member in tiers.get("postgres", []):
+        member["port"] = shift(member.get("port", 5432))
+    for member in tiers.get("s3", []):
+        scheme, _, rest = member["endpoint"].partition("://")
+        member["endpoint"] = f"{scheme}://{_shift_address(rest)}"
+    for group in tiers.get("sentinel_groups", []):
+        if "sentinels" in group:  # else: the hosts' addresses
+            group["sentinels"] = [_shift_address(item) for item in group["sentinels"]]
+        group["redis_port_base"] = shift(group["redis_port_base"])
+        for host in group.get("hosts", []):
+            host["sentinel_port"] = shift(host["sentinel_port"])
+    return data
+
+
+def render_fleets():
+    import yaml  # the lab runs in the project's venv
+    target = LAB / "fleets"
+    target.mkdir(parents=True, exist_ok=True)
+    for name, source in FLEET_SOURCES.items():
+        data = lab_fleet(yaml.safe_load(source.read_text()))
+        header = (f"# {source.relative_to(REPO)} with this lab's ports, written by `lab/lab.py fleets` (make lab-up "
+                  "and every make target that uses the lab run it): edit the source\n")
+        (target / f"{name}.yml").write_text(header + yaml.safe_dump(data, sort_keys=False))
 
 
 # --------------------------------------------------------------------------- Go binaries
@@ -250,8 +365,22 @@ def build():
 # --------------------------------------------------------------------------- services
 
 class Service:
-    name = ""
-    port = 0
+    """A lab process (or a few): ``base`` names it, ``region`` (empty: the default one) picks its ports and data
+    directory (``<base>-<region>``)."""
+    base = ""
+    port_key = None
+
+    def __init__(self, region=""):
+        self.region = region
+        self.ports = dict(PORTS, **REGION_PORTS.get(region, {}))
+        self.name = self.base + (f"-{region}" if region else "")
+
+    @property
+    def port(self):
+        return self.ports[self.port_key]
+
+    def credential(self, key):
+        return credentials()[key + (f"_{self.region}" if self.region else "")]
 
     @property
     def dir(self):
@@ -296,8 +425,8 @@ class Service:
 
 
 class Etcd(Service):
-    name = "etcd"
-    port = PORTS["etcd"]
+    base = "etcd"
+    port_key = "etcd"
 
     def start(self):
         binary = build() / "etcd"
@@ -312,8 +441,13 @@ class Etcd(Service):
 
 
 class KubeApiserver(Service):
-    name = "kube-apiserver"
-    port = PORTS["apiserver"]
+    """One cluster: the default region's, or another region's on the same etcd under its own prefix."""
+    base = "kube-apiserver"
+    port_key = "apiserver"
+
+    @property
+    def context(self):
+        return "lab" + (f"-{self.region}" if self.region else "")
 
     @property
     def pki(self):
@@ -359,21 +493,19 @@ class KubeApiserver(Service):
         def b64(name):
             return base64.b64encode((self.pki / name).read_bytes()).decode()
 
+        name, user = self.context, f"harborfleet-admin-{self.context}"
         config = {
-            "apiVersion": "v1", "kind": "Config", "current-context": "lab",
-            "clusters": [{"name": "lab", "cluster": {"server": f"https://{LOOPBACK}:{self.port}",
-                                                     "certificate-authority-data": b64("ca.crt")}}],
-            "users": [{"name": "harborfleet-admin", "user": {"client-certificate-data": b64("admin.crt"),
-                                                              "client-key-data": b64("admin.key")}}],
-            "contexts": [{"name": "lab", "context": {"cluster": "lab", "user": "harborfleet-admin"}}],
+            "apiVersion": "v1", "kind": "Config", "current-context": name,
+            "clusters": [{"name": name, "cluster": {"server": f"https://{LOOPBACK}:{self.port}",
+                                                    "certificate-authority-data": b64("ca.crt")}}],
+            "users": [{"name": user, "user": {"client-certificate-data": b64("admin.crt"),
+                                              "client-key-data": b64("admin.key")}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": user}}],
         }
         path = self.dir / "kubeconfig"
         path.write_text(json.dumps(config, indent=2))
         path.chmod(0o600)
-        LAB.joinpath("kube").mkdir(exist_ok=True)
-        link = LAB / "kube" / "kubeconfig"
-        if not link.exists():
-            link.symlink_to(path)
+        write_lab_kubeconfig()
 
     def start(self):
         binary = build() / "kube-apiserver"
@@ -382,6 +514,7 @@ class KubeApiserver(Service):
         pki = self.pki
         spawn([str(binary),
                f"--etcd-servers=http://{LOOPBACK}:{PORTS['etcd']}",
+               "--etcd-prefix=/registry" + (f"-{self.region}" if self.region else ""),
                f"--bind-address={LOOPBACK}", f"--advertise-address={LOOPBACK}", f"--secure-port={self.port}",
                f"--cert-dir={pki}", f"--tls-cert-file={pki / 'apiserver.crt'}",
                f"--tls-private-key-file={pki / 'apiserver.key'}", f"--client-ca-file={pki / 'ca.crt'}",
@@ -394,13 +527,31 @@ class KubeApiserver(Service):
 
     def up(self):
         super().up()
-        install_crds()
+        install_crds(self.dir / "kubeconfig")
+
+
+def write_lab_kubeconfig():
+    """<lab>/kube/kubeconfig: every cluster of the lab, one context each (``lab``, the default, and ``lab-<region>``
+    with the regions profile)."""
+    configs = [json.loads((KubeApiserver(region).dir / "kubeconfig").read_text())
+               for region in PROFILES["regions"] if (KubeApiserver(region).dir / "kubeconfig").exists()]
+    merged = {"apiVersion": "v1", "kind": "Config", "current-context": "lab", "preferences": {}}
+    for key in ("clusters", "users", "contexts"):
+        merged[key] = [entry for config in configs for entry in config[key]]
+    target = LAB / "kube" / "kubeconfig"
+    target.parent.mkdir(exist_ok=True)
+    partial = target.with_suffix(".partial")
+    partial.write_text(json.dumps(merged, indent=2))
+    partial.chmod(0o600)
+    if target.is_symlink():
+        target.unlink()
+    partial.replace(target)
 
 
 class KubeControllerManager(Service):
     """Only the namespace and garbage-collector controllers: deleted namespaces really go away (as in a cluster)."""
-    name = "kube-controller-manager"
-    port = PORTS["controller_manager"]
+    base = "kube-controller-manager"
+    port_key = "controller_manager"
 
     def ready(self):
         if not port_open(self.port):
@@ -411,7 +562,7 @@ class KubeControllerManager(Service):
 
     def start(self):
         binary = build() / "kube-controller-manager"
-        kubeconfig = LAB / "kube" / "kubeconfig"
+        kubeconfig = KubeApiserver(self.region).dir / "kubeconfig"
         spawn([str(binary), f"--kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
                f"--authorization-kubeconfig={kubeconfig}", "--controllers=namespace,garbagecollector",
                "--leader-elect=false", f"--bind-address={LOOPBACK}", f"--secure-port={self.port}",
@@ -419,12 +570,12 @@ class KubeControllerManager(Service):
               self.logfile, self.pidfile)
 
 
-def install_crds():
+def install_crds(kubeconfig):
     """Install the goharbor CRDs, without their conversion webhook (there is no operator to serve it)."""
     import yaml  # the lab runs in the project's venv
     from kubernetes import client, config
 
-    api = client.ApiextensionsV1Api(config.new_client_from_config(str(LAB / "kube" / "kubeconfig")))
+    api = client.ApiextensionsV1Api(config.new_client_from_config(str(kubeconfig)))
     names = []
     for path in sorted((HERE / "crds").glob("goharbor.io_*.yaml")):
         if "_v" in path.stem.split("io_", 1)[1]:
@@ -457,8 +608,8 @@ def install_crds():
 
 
 class Postgres(Service):
-    name = "postgres"
-    port = PORTS["postgres"]
+    base = "postgres"
+    port_key = "postgres"
 
     @property
     def user(self):
@@ -472,7 +623,6 @@ class Postgres(Service):
         return [read_pid(self.data / "postmaster.pid")]
 
     def start(self):
-        creds = credentials()
         if self.user:
             shutil.chown(self.dir, self.user)
             check = subprocess.run(["runuser", "-u", self.user, "--", "test", "-w", str(self.dir)], check=False)
@@ -481,7 +631,7 @@ class Postgres(Service):
                                "set HARBORFLEET_LAB_DIR to a directory it can reach")
         if not (self.data / "PG_VERSION").exists():
             pwfile = self.dir / "pwfile"
-            pwfile.write_text(creds["pg_password"] + "\n")
+            pwfile.write_text(self.credential("pg_password") + "\n")
             pwfile.chmod(0o600)
             if self.user:
                 shutil.chown(pwfile, self.user)
@@ -524,7 +674,7 @@ def redis_conf(path, **settings):
 
 class Sentinels(Service):
     """Three sentinels sharing one password, ready to monitor tenants' master sets."""
-    name = "sentinels"
+    base = "sentinels"
 
     def instance(self, index):
         return self.dir / f"sentinel-{index}"
@@ -554,22 +704,27 @@ class Sentinels(Service):
 
 
 class SeaweedFS(Service):
-    name = "seaweedfs"
-    port = PORTS["s3"]
+    base = "seaweedfs"
+    port_key = "s3"
 
     def start(self):
-        creds = credentials()
         config = self.dir / "s3.json"
         config.write_text(json.dumps({"identities": [{
             "name": "fleetadmin",
-            "credentials": [{"accessKey": creds["s3_access_key"], "secretKey": creds["s3_secret_key"]}],
+            "credentials": [{"accessKey": self.credential("s3_access_key"),
+                             "secretKey": self.credential("s3_secret_key")}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
         config.chmod(0o600)
         (self.dir / "data").mkdir(exist_ok=True)
         weed = Path(sys.executable).parent / "weed"
+        ports = self.ports
         spawn([str(weed), "mini", f"-dir={self.dir / 'data'}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
-               f"-master.port={PORTS['weed_master']}", f"-volume.port={PORTS['weed_volume']}",
-               f"-filer.port={PORTS['weed_filer']}", f"-s3.port={self.port}", f"-admin.port={PORTS['weed_admin']}",
+               f"-master.port={ports['weed_master']}", f"-volume.port={ports['weed_volume']}",
+               f"-filer.port={ports['weed_filer']}", f"-s3.port={self.port}", f"-admin.port={ports['weed_admin']}",
+               # gRPC ports explicitly: weed's default (HTTP port + 10000) lands in the ephemeral range
+               f"-master.port.grpc={ports['weed_master_grpc']}", f"-volume.port.grpc={ports['weed_volume_grpc']}",
+               f"-filer.port.grpc={ports['weed_filer_grpc']}", f"-s3.port.grpc={ports['s3_grpc']}",
+               f"-admin.port.grpc={ports['weed_admin_grpc']}",
                "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
                "-master.telemetry=false", f"-s3.config={config}", "-s3.iam.readOnly=false"],
               self.logfile, self.pidfile)
@@ -589,8 +744,8 @@ class SeaweedFS(Service):
 
 
 class Reconciler(Service):
-    """The stand-in for the Harbor Operator: writes HarborCluster status (see lab/reconciler.py)."""
-    name = "reconciler"
+    """The stand-in for the Harbor Operator of one cluster: writes HarborCluster status (see lab/reconciler.py)."""
+    base = "reconciler"
 
     def ready(self):
         return (self.dir / "ready").exists()
@@ -598,15 +753,19 @@ class Reconciler(Service):
     def start(self):
         (self.dir / "ready").unlink(missing_ok=True)
         env = dict(os.environ, **lab_env())
+        env["LAB_KUBECONFIG"] = str(KubeApiserver(self.region).dir / "kubeconfig")
         spawn([sys.executable, str(HERE / "reconciler.py"), "--ready-file", str(self.dir / "ready"),
                "--pause-file", str(self.dir / "paused")], self.logfile, self.pidfile, env=env)
 
 
-def services():
-    base = [Etcd(), KubeApiserver(), KubeControllerManager(), Postgres(), Sentinels(), SeaweedFS()]
-    if (HERE / "reconciler.py").exists():
-        base.append(Reconciler())
-    return base
+def services(every=False):
+    """The lab's services in start order: the default region's, then each other region's of the profile (of every
+    profile with ``every``, to stop them all)."""
+    out = [Etcd(), KubeApiserver(), KubeControllerManager(), Postgres(), Sentinels(), SeaweedFS(), Reconciler()]
+    for region in (PROFILES["regions"] if every else regions())[1:]:
+        out += [KubeApiserver(region), KubeControllerManager(region), Postgres(region), SeaweedFS(region),
+                Reconciler(region)]
+    return out
 
 
 # --------------------------------------------------------------------------- tenant Redis instances
@@ -665,11 +824,19 @@ def redis_tenants():
 
 # --------------------------------------------------------------------------- commands
 
-def cmd_up(_args):
+def cmd_up(args):
     LAB.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        (LAB / "profile").write_text(args.profile + "\n")
     started = time.monotonic()
+    try:
+        check_ports()
+    except LabError as exc:
+        print(f"lab: {exc}", file=sys.stderr)
+        return 2
     build()
     write_env_files()
+    render_fleets()
     for service in services():
         try:
             service.up()
@@ -703,7 +870,7 @@ def cmd_down(_args):
     for name in redis_tenants():
         redis_tenant_stop(name)
     stop_recorded_daemons()
-    for service in reversed(services()):
+    for service in reversed(services(every=True)):
         service.down()
         log(f"{service.name}: stopped")
     shutil.rmtree(LAB, ignore_errors=True)
@@ -719,6 +886,11 @@ def cmd_status(_args):
     for name in redis_tenants():
         print(f"{'redis ' + name:15} tenant instance(s)")
     return rc
+
+
+def cmd_fleets(_args):
+    render_fleets()
+    return 0
 
 
 def cmd_build(_args):
@@ -750,8 +922,13 @@ def cmd_reconciler(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    for name, func in (("up", cmd_up), ("down", cmd_down), ("status", cmd_status), ("build", cmd_build)):
+    for name, func in (("down", cmd_down), ("status", cmd_status), ("build", cmd_build), ("fleets", cmd_fleets)):
         sub.add_parser(name).set_defaults(func=func)
+    up = sub.add_parser("up")
+    up.add_argument("--profile", choices=sorted(PROFILES),
+                    help="default: the small lab; regions: also a second region (its own cluster, PostgreSQL, "
+                         "S3 store). Recorded: a later `up` keeps it")
+    up.set_defaults(func=cmd_up)
     tenant = sub.add_parser("redis-tenant")
     tenant.add_argument("action", choices=["start", "stop"])
     tenant.add_argument("name")

@@ -42,31 +42,43 @@ def run_playbook(fleet_dir, name, *extra, env=None, timeout=1200):
     return proc.returncode, proc.stdout + proc.stderr
 
 
-# The lab's Redis tier machines, as the lab fleet lists them (fleets/lab/fleet.yml).
-LAB_REDIS_HOSTS = [{"name": "lab-redis-1", "address": "127.0.0.1", "sentinel_port": 31580},
-                   {"name": "lab-redis-2", "address": "127.0.0.1", "sentinel_port": 31581, "port_offset": 100},
-                   {"name": "lab-sentinel-3", "address": "127.0.0.1", "sentinel_port": 31582, "redis": False}]
+def lab_port(env, port):
+    """A default-lab port (the fleets' Redis tier ports, 31300-31999) as the running lab uses it."""
+    return port + int(env.get("LAB_PORT_OFFSET", 0))
+
+
+def read_lab_env():
+    with open(os.path.join(str(lab_module.LAB), "env.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def lab_tiers(env, redis_port_base, bucket_prefix):
+    """The lab's tiers as a fleet file lists them: its PostgreSQL and S3 store, and the lab's Redis tier machines
+    (three logical hosts, as in fleets/lab/fleet.yml) with this fleet's Redis ports."""
+    hosts = [{"name": "lab-redis-1", "address": "127.0.0.1", "sentinel_port": lab_port(env, 31580)},
+             {"name": "lab-redis-2", "address": "127.0.0.1", "sentinel_port": lab_port(env, 31581),
+              "port_offset": 100},
+             {"name": "lab-sentinel-3", "address": "127.0.0.1", "sentinel_port": lab_port(env, 31582),
+              "redis": False}]
+    return {
+        "postgres": [{"name": "lab-pg", "host": env["LAB_PG_HOST"], "port": int(env["LAB_PG_PORT"]),
+                      "ssl_mode": "disable"}],
+        "sentinel_groups": [{"name": "lab-sg", "capacity": 20, "redis_port_base": lab_port(env, redis_port_base),
+                             "hosts": hosts}],  # sentinels: the hosts' addresses
+        "s3": [{"name": "lab-s3", "endpoint": env["LAB_S3_ENDPOINT"], "region": env["LAB_S3_REGION"],
+                "bucket_prefix": bucket_prefix, "wait_timeout": 0}],
+    }
 
 
 def write_fleet(fleet_dir, ids, version="2.6.4", redis_port_base=31680, bucket_prefix="up-harbor-",
                 domain="upgrade.lab.test"):
     """A fleet file on the lab's services (and the inventory source that reads it) in ``fleet_dir``."""
     import yaml
-    with open(os.path.join(str(lab_module.LAB), "env.json"), encoding="utf-8") as handle:
-        env = json.load(handle)
     fleet = {
         "name": os.path.basename(os.path.normpath(fleet_dir)).lower().replace("_", "-")[:63].strip("-"),
         "defaults": {"plan": "small", "region": "lab", "harbor_version": version, "domain": domain},
         "plans": {"small": {"redis_maxmemory": "16mb"}},
-        "tiers": {
-            "postgres": [{"name": "lab-pg", "host": env["LAB_PG_HOST"], "port": int(env["LAB_PG_PORT"]),
-                          "ssl_mode": "disable"}],
-            "sentinel_groups": [{"name": "lab-sg", "sentinels": ["127.0.0.1:31580", "127.0.0.1:31581",
-                                                                 "127.0.0.1:31582"],
-                                 "capacity": 20, "redis_port_base": redis_port_base, "hosts": LAB_REDIS_HOSTS}],
-            "s3": [{"name": "lab-s3", "endpoint": env["LAB_S3_ENDPOINT"], "region": env["LAB_S3_REGION"],
-                    "bucket_prefix": bucket_prefix}],
-        },
+        "tiers": lab_tiers(read_lab_env(), redis_port_base, bucket_prefix),
         "tenants": [{"id": tid} for tid in ids],
     }
     with open(os.path.join(fleet_dir, "fleet.yml"), "w", encoding="utf-8") as handle:
@@ -126,7 +138,10 @@ def pg_connect(lab_env, autocommit=False, **overrides):
 
 
 def harbor_cluster_manifest(name, namespace, **spec_overrides):
-    """A HarborCluster that the real CRD schema accepts (see NOTES: the fields the operator requires)."""
+    """A HarborCluster that the real CRD schema accepts (see NOTES: the fields the operator requires), on the lab's
+    services."""
+    env = read_lab_env()
+    sentinel_host, sentinel_port = env["LAB_SENTINELS"].split(",")[0].split(":")
     spec = {
         "version": "2.6.4",
         "externalURL": f"https://{name}.registry.example.test",
@@ -135,14 +150,14 @@ def harbor_cluster_manifest(name, namespace, **spec_overrides):
         "expose": {"core": {"ingress": {"host": f"{name}.registry.example.test"},
                             "tls": {"certificateRef": f"{name}-tls"}}},
         "database": {"kind": "PostgreSQL", "spec": {"postgresql": {
-            "hosts": [{"host": "127.0.0.1", "port": 25432}], "username": f"harbor_{name}",
+            "hosts": [{"host": env["LAB_PG_HOST"], "port": int(env["LAB_PG_PORT"])}], "username": f"harbor_{name}",
             "passwordRef": f"{name}-database", "sslMode": "disable", "prefix": f"{name}_"}}},
         "cache": {"kind": "Redis", "spec": {"redis": {
-            "host": "127.0.0.1", "port": 26380, "sentinelMasterSet": f"harbor-{name}",
+            "host": sentinel_host, "port": int(sentinel_port), "sentinelMasterSet": f"harbor-{name}",
             "passwordRef": f"{name}-cache"}}},
         "storage": {"kind": "S3", "spec": {"s3": {
             "region": "us-east-1", "bucket": f"harbor-{name}", "accesskey": "AKIAEXAMPLE",
-            "secretkeyRef": f"{name}-storage", "regionendpoint": "http://127.0.0.1:28333"}}},
+            "secretkeyRef": f"{name}-storage", "regionendpoint": env["LAB_S3_ENDPOINT"]}}},
     }
     spec.update(spec_overrides)
     return {"apiVersion": "goharbor.io/v1beta1", "kind": "HarborCluster",

@@ -15,7 +15,7 @@ import threading
 import pytest
 import yaml
 
-from conftest import LAB_REDIS_HOSTS, ROOT
+from conftest import ROOT, lab_port, lab_tiers
 
 IDS = ("awx-a", "awx-b", "awx-c")
 SKIP = {".git", ".venv", ".lab", ".build", ".ansible", "tests", "__pycache__", ".pytest_cache", "benchmarks"}
@@ -90,14 +90,7 @@ def write_fleet(state, ids, version="2.6.4"):
         "name": "awx",
         "defaults": {"plan": "small", "region": "lab", "harbor_version": version, "domain": "awx.lab.test"},
         "plans": {"small": {"redis_maxmemory": "16mb"}},
-        "tiers": {
-            "postgres": [{"name": "lab-pg", "host": lab_env["LAB_PG_HOST"], "port": int(lab_env["LAB_PG_PORT"]),
-                          "ssl_mode": "disable"}],
-            "sentinel_groups": [{"name": "lab-sg", "capacity": 20, "redis_port_base": 31760,
-                                 "hosts": LAB_REDIS_HOSTS}],  # sentinels: the hosts' addresses
-            "s3": [{"name": "lab-s3", "endpoint": lab_env["LAB_S3_ENDPOINT"], "region": lab_env["LAB_S3_REGION"],
-                    "bucket_prefix": "awx-harbor-", "wait_timeout": 0}],
-        },
+        "tiers": lab_tiers(lab_env, 31760, "awx-harbor-"),
         "tenants": [{"id": tid} for tid in ids],
     }
     path = state["source"] / "fleets" / "awx"
@@ -204,7 +197,7 @@ def test_check_mode_shows_a_new_tenants_placement_and_creates_nothing(awx, kube_
     assert namespace_of(kube_client, "awx-c") is None
     diffs = [e["event_data"]["res"]["diff"] for e in checked["events"]
              if e.get("event") == "runner_on_ok" and e["event_data"].get("task_action", "").endswith("fleet_placement")]
-    assert diffs and diffs[0]["after"]["awx-c"]["redis_port"] == 31762
+    assert diffs and diffs[0]["after"]["awx-c"]["redis_port"] == lab_port(awx["lab_env"], 31762)
     write_fleet(awx, IDS[:2])
     sync(awx)
 

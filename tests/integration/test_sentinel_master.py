@@ -102,7 +102,7 @@ class OwnSentinels(Group):
         self.home = home
         ports = []
         for _index in range(3):
-            ports.append(free_port(31600, ports))
+            ports.append(free_port(lab_module.shift(31600), ports))
         super().__init__([("127.0.0.1", p) for p in ports], self.PASSWORD)
         self.procs = [None] * 3
 
@@ -430,7 +430,7 @@ def test_tls_connection_to_the_sentinels(tmp_path, run_module, unique):
     (tmp_path / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
             "-days", "1", "-extfile", "san.ext", "-out", "server.crt")
-    port = free_port(31700)
+    port = free_port(lab_module.shift(31700))
     conf = tmp_path / "sentinel.conf"
     conf.write_text(f"port 0\ntls-port {port}\nbind 127.0.0.1\ndir {tmp_path}\nrequirepass {OwnSentinels.PASSWORD}\n"
                     f"tls-cert-file {tmp_path / 'server.crt'}\ntls-key-file {tmp_path / 'server.key'}\n"
