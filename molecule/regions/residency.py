@@ -47,8 +47,8 @@ def main():
         buckets = sorted(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(PREFIX))
         group = next(g for g in tiers["sentinel_groups"] if g["name"] == f"sg-{region}")
         master_sets = set()
-        sentinels = group.get("sentinels") or [f"{h['address']}:{h['sentinel_port']}" for h in group["hosts"]
-                                                if h.get("sentinel", True)]
+        sentinels = group.get("sentinels") or [
+            f"{h['address']}:{h['sentinel_port']}" for h in group["hosts"] if h.get("sentinel", True)]
         for address in sentinels:
             host, port = address.rsplit(":", 1)
             sentinel = redis.Redis(host=host, port=int(port), password=env["LAB_SENTINEL_PASSWORD"],
