@@ -290,7 +290,7 @@ def check_ports():
 # <lab>/fleets/<name>.yml, the path their inventory sources read.
 FLEET_SOURCES = {
     "lab": REPO / "fleets" / "lab" / "fleet.yml",
-    "molecule": REPO / "molecule" / "default" / "fleet.yml",
+    "molecule": REPO / "molecule" / "default" / "inventory" / "fleet.yml",
     "regions": REPO / "fleets" / "lab-regions" / "fleet.yml",
 }
 
@@ -323,8 +323,8 @@ def render_fleets():
     target.mkdir(parents=True, exist_ok=True)
     for name, source in FLEET_SOURCES.items():
         data = lab_fleet(yaml.safe_load(source.read_text()))
-        header = (f"# {source.relative_to(REPO)} with this lab's ports, written by `lab/lab.py fleets` (make lab-up "
-                  "and every make target that uses the lab run it): edit the source\n")
+        header = (f"# {source.relative_to(REPO)} with this lab's ports: edit the source. Written by `lab/lab.py\n"
+                  "# fleets`, which make lab-up and every make target that uses the lab run.\n")
         (target / f"{name}.yml").write_text(header + yaml.safe_dump(data, sort_keys=False))
 
 
