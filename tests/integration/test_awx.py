@@ -54,7 +54,7 @@ def awx(tmp_path_factory, lab_env, token, kube_client):
     """The project (a git checkout AWX copies for each job), the credentials, and helpers to sync and to run."""
     base = tmp_path_factory.mktemp("awx")
     source = base / "source"
-    shutil.copytree(ROOT, source, ignore=lambda d, names: [n for n in names if n in SKIP])
+    shutil.copytree(ROOT, source, ignore=lambda d, names: [n for n in names if n in SKIP or n.startswith(".lab")])
     inventory = source / "inventories" / "awx"
     shutil.rmtree(inventory, ignore_errors=True)
     inventory.mkdir(parents=True)

@@ -138,3 +138,51 @@ def test_the_sync_can_be_cached(lab_env, tmp_path, unique):
     rc, first, err = inventory(lab_env, source)
     assert rc == 0, err
     assert os.listdir(tmp_path / "cache"), "nothing was cached"
+
+
+@pytest.fixture
+def two_clusters(lab_env):
+    """The regions profile's clusters (contexts of the lab's kubeconfig), with cleanup of the namespaces made."""
+    if lab_env.get("LAB_PROFILE") != "regions":
+        pytest.skip("needs the lab's regions profile (make lab-up LAB_PROFILE=regions)")
+    from kubernetes import client, config
+    cores = {ctx: client.CoreV1Api(config.new_client_from_config(lab_env["LAB_KUBECONFIG"], context=ctx))
+             for ctx in (lab_env["LAB_KUBECONTEXT"], lab_env["LAB_US_KUBECONTEXT"])}
+    made = []
+    yield cores, made
+    for ctx, name in made:
+        try:
+            cores[ctx].delete_namespace(name)
+        except client.ApiException:
+            pass
+
+
+def test_each_cluster_holds_the_records_of_its_tenants(lab_env, tmp_path, run_module, unique, two_clusters):
+    cores, made = two_clusters
+    eu_ctx, us_ctx = lab_env["LAB_KUBECONTEXT"], lab_env["LAB_US_KUBECONTEXT"]
+    tiers = {"kubernetes": [{"name": "k8s-eu", "context": eu_ctx, "regions": ["eu"]},
+                            {"name": "k8s-us", "context": us_ctx, "regions": ["us"]}]}
+    eu, us = f"ke-{unique}", f"ku-{unique}"
+    data = fleet(lab_env, [{"id": eu, "region": "eu"}, {"id": us, "region": "us"}], f"inv-{unique}", **tiers)
+    source = write(tmp_path, data)
+    made += [(eu_ctx, f"harbor-{eu}"), (us_ctx, f"harbor-{us}")]
+    recorded = run_module("fleet_placement", {"fleet_file": str(tmp_path / "fleet.yml"),
+                                              "kubeconfig": lab_env["LAB_KUBECONFIG"]})
+    assert recorded["failed"] is False and sorted(recorded["recorded"]) == sorted([eu, us])
+    # each record is on the tenant's namespace in its own cluster, and only there
+    held = {ctx: {ns.metadata.name for ns in core.list_namespace(
+        label_selector=f"harborfleet.io/fleet=inv-{unique}").items} for ctx, core in cores.items()}
+    assert held == {eu_ctx: {f"harbor-{eu}"}, us_ctx: {f"harbor-{us}"}}
+    rc, out, err = inventory(lab_env, source)
+    assert rc == 0, err
+    hostvars = plain(json.loads(out)["_meta"]["hostvars"])
+    assert hostvars[us]["harbor_placement"]["kubernetes"] == "k8s-us"
+    assert hostvars[us].get("harbor_placement_recorded", True) is True  # read back from the us cluster
+    # a namespace of the same tenant in the other cluster too is an error naming both
+    cores[eu_ctx].create_namespace({"metadata": {
+        "name": f"harbor-{us}", "labels": {"app.kubernetes.io/managed-by": "harborfleet", "harborfleet.io/tenant": us,
+                                           "harborfleet.io/fleet": f"inv-{unique}"},
+        "annotations": {"harborfleet.io/placement": json.dumps({"kubernetes": "k8s-us", "postgres": "pg-lab"})}}})
+    made.append((eu_ctx, f"harbor-{us}"))
+    rc, _out, err = inventory(lab_env, source)
+    assert rc != 0 and f"tenant '{us}' is recorded in cluster 'k8s-eu'" in err
