@@ -168,7 +168,7 @@ def test_each_cluster_holds_the_records_of_its_tenants(lab_env, tmp_path, run_mo
     made += [(eu_ctx, f"harbor-{eu}"), (us_ctx, f"harbor-{us}")]
     recorded = run_module("fleet_placement", {"fleet_file": str(tmp_path / "fleet.yml"),
                                               "kubeconfig": lab_env["LAB_KUBECONFIG"]})
-    assert recorded["failed"] is False and sorted(recorded["recorded"]) == sorted([eu, us])
+    assert not recorded.get("failed") and sorted(recorded["recorded"]) == sorted([eu, us]), recorded
     # each record is on the tenant's namespace in its own cluster, and only there
     held = {ctx: {ns.metadata.name for ns in core.list_namespace(
         label_selector=f"harborfleet.io/fleet=inv-{unique}").items} for ctx, core in cores.items()}
