@@ -195,8 +195,10 @@ def test_check_mode_shows_a_new_tenants_placement_and_creates_nothing(awx, kube_
     checked = job(awx, "deploy_fleet.yml", check=True)
     assert checked["rc"] == 0, checked["stdout"][-5000:]
     assert namespace_of(kube_client, "awx-c") is None
+    # the task runs once per cluster (a loop): each item's result carries its diff
     diffs = [e["event_data"]["res"]["diff"] for e in checked["events"]
-             if e.get("event") == "runner_on_ok" and e["event_data"].get("task_action", "").endswith("fleet_placement")]
+             if e.get("event") == "runner_item_on_ok"
+             and e["event_data"].get("task_action", "").endswith("fleet_placement")]
     assert diffs and diffs[0]["after"]["awx-c"]["redis_port"] == lab_port(awx["lab_env"], 31762)
     write_fleet(awx, IDS[:2])
     sync(awx)
