@@ -7,7 +7,9 @@ HarborCluster) three ways, alternating the order from one N to the next:
   naive  one inventory host per tenant (connection local), one task per object with the modules' single form,
          forks 20, the linear strategy (benchmarks/plays/naive.yml);
   fleet  the batch modules from localhost, one call per module and tier (benchmarks/plays/fleet.yml);
-  floor  the backends' own round trips from plain Python with client-side concurrency (fleetbench/floor.py).
+  floor  the backends' own round trips from plain Python with client-side concurrency (fleetbench/floor.py);
+  product  the shipped playbooks/deploy_fleet.yml over a generated fleet of N tenants (fleetbench/product.py),
+         which also starts every tenant's Redis instance and the sentinels of its own sentinel groups.
 
 Phases, timed separately: ``provision`` (always run), ``noop`` (the same again), ``credentials`` (an IAM user,
 policy and key for up to --credentials-max tenants, then the same again as ``credentials-noop``: SeaweedFS's IAM
@@ -39,12 +41,13 @@ from fleetbench.ansible_paths import FleetPath, NaivePath  # noqa: E402
 from fleetbench.collection_ops import CollectionOps  # noqa: E402
 from fleetbench.common import BENCH, BenchError, CpuMeter, lab_env, machine_info, make_tenants  # noqa: E402
 from fleetbench.floor import Floor  # noqa: E402
+from fleetbench.product import ProductPath  # noqa: E402
 from fleetbench import inventory  # noqa: E402
 from fleetbench.redis_tier import RedisTier  # noqa: E402
 
-PATHS = ("naive", "fleet", "floor")
+PATHS = ("naive", "fleet", "floor", "product")
 PHASES = ("provision", "noop", "credentials")
-LETTER = {"naive": "n", "fleet": "f", "floor": "p"}
+LETTER = {"naive": "n", "fleet": "f", "floor": "p", "product": "d"}
 
 
 def parse_args(argv):
@@ -53,7 +56,7 @@ def parse_args(argv):
     parser.add_argument("--n", default="100", help="tenant counts, comma-separated (e.g. 10,100,1000)")
     parser.add_argument("--phases", default=",".join(PHASES),
                         help="provision (always run), noop, credentials (default: all)")
-    parser.add_argument("--paths", default=",".join(PATHS), help="naive, fleet, floor (default: all)")
+    parser.add_argument("--paths", default=",".join(PATHS), help="naive, fleet, floor, product (default: all)")
     parser.add_argument("--naive-max", type=int, default=100,
                         help="run naive only up to this N; larger N get a naive figure EXTRAPOLATED (and labelled) "
                              "from the largest measured one, measured at this N if no smaller N is listed "
@@ -77,6 +80,8 @@ def parse_args(argv):
     parser.add_argument("--inventory", default="1000,10000",
                         help="fleet sizes of the inventory sync measurement, comma-separated (empty: none)")
     parser.add_argument("--port-base", type=int, default=20000, help="first port of the benchmark's Redis tier")
+    parser.add_argument("--product-port-base", type=int, default=23000,
+                        help="first port of the product path's sentinel groups and Redis instances")
     parser.add_argument("--results", default=os.path.join(BENCH, "results"), help="where results are written")
     parser.add_argument("--keep-workdir", action="store_true",
                         help="keep the private work directory (inventories and variables hold passwords)")
@@ -167,7 +172,7 @@ class Bench:
                 self.errors.append(f"{path} N={n} {phase}: {row['error']}")
                 failed = True
                 break
-            if phase in ("provision", "credentials"):
+            if phase in ("provision", "credentials") and path != "product":
                 check = self.ops.verify(tenants, [t.tenant for t in creds] if phase == "credentials" else ())
                 row["verified"] = check
                 pending = {k: v["changed"] + v["failed"] for k, v in check.items() if v["changed"] or v["failed"]}
@@ -181,9 +186,16 @@ class Bench:
             noop = record["phases"]["noop"]
             if noop.get("changed"):
                 noop["note"] = f"reported {noop['changed']} changed task results"
+                if path == "product":  # the shipped playbook's re-run is its completeness check
+                    noop["error"] = f"incomplete: deploy_fleet.yml changed {noop['changed']} task results on its re-run"
+                    self.errors.append(f"{path} N={n} noop: {noop['error']}")
         started = time.monotonic()
-        record["cleanup"] = self.ops.cleanup(tenants)
-        self.pending_cleanup.remove(tenants)
+        try:
+            record["cleanup"] = self.ops.cleanup(tenants)
+            self.pending_cleanup.remove(tenants)
+        finally:
+            if path == "product":  # the Redis instances and sentinels deploy_fleet.yml started
+                record.setdefault("cleanup", {})["redis_processes_stopped"] = runner.stop()
         self.log(f"  cleanup (not timed): {time.monotonic() - started:.1f} s")
 
     def _runner(self, path, workdir):
@@ -191,6 +203,8 @@ class Bench:
             return NaivePath(self.env, self.args, self.tier, workdir)
         if path == "fleet":
             return FleetPath(self.env, self.args, self.tier, workdir)
+        if path == "product":
+            return ProductPath(self.env, self.args, self.tier, workdir)
         return Floor(self.env, self.args, self.tier)
 
     @staticmethod
@@ -294,15 +308,34 @@ class Bench:
         return 1 if self.errors else 0
 
 
+# deploy_fleet.yml's tasks (role tasks carry their role's name), most specific first; anything else is "other"
+PRODUCT_TIERS = (
+    ("harborfleet.fleet.harbor : ensure every tenant's secrets", "secrets"),
+    ("harborfleet.fleet.postgres : converge tenant databases", "database"),
+    ("harborfleet.fleet.object_storage : converge tenant buckets", "bucket"),
+    ("harborfleet.fleet.redis_sentinel : converge this host's tenant instances", "redis instances"),
+    ("harborfleet.fleet.redis_sentinel : register", "sentinel"),
+    ("harborfleet.fleet.redis_sentinel :", "redis role, rest"),
+    ("gathering facts", "redis role, rest"),
+    ("harborfleet.fleet.harbor : converge the tenants' harborclusters", "cluster"),
+    ("record the placement", "placement"),
+    ("what the tenants run now", "cluster reads"),
+)
+
+
 def _tiers(tasks):
     """Seconds per tier, from the names of the playbooks' tasks."""
     names = (("namespace", "secrets"), ("database", "database"), ("master", "sentinel"), ("bucket", "bucket"),
              ("harbor", "cluster"))
+    product = any(t["name"].startswith("harborfleet.fleet.") for t in tasks)
     out = {}
     for task in tasks:
         lowered = task["name"].lower()
-        key = "credentials" if "least-privilege" in lowered else \
-            next((tier for prefix, tier in names if lowered.startswith(prefix)), task["name"][:20])
+        if product:
+            key = next((tier for prefix, tier in PRODUCT_TIERS if lowered.startswith(prefix)), "other")
+        else:
+            key = "credentials" if "least-privilege" in lowered else \
+                next((tier for prefix, tier in names if lowered.startswith(prefix)), task["name"][:20])
         out[key] = round(out.get(key, 0) + task["seconds"], 3)
     return out
 

@@ -68,11 +68,7 @@ class AnsiblePath:
     def run(self, playbook, label):
         """Run a playbook; returns wall seconds, the return code and the callback's per-task record."""
         events = os.path.join(self.workdir, f"{self.name}-{label}-events.json")
-        command = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
-                   "-i", os.path.join(self.workdir, f"{self.name}-inventory.json"),
-                   "-e", "@" + os.path.join(self.workdir, "lab-vars.json"),
-                   "-e", "@" + os.path.join(self.workdir, f"{self.name}-vars.json"),
-                   os.path.join(ANSIBLE_DIR, playbook)]
+        command = self.command(playbook, label)
         with open(self.log, "a", encoding="utf-8") as log:
             log.write(f"\n===== {label}: {' '.join(command)}\n")
             log.flush()
@@ -92,6 +88,13 @@ class AnsiblePath:
                 "changed": (record.get("totals") or {}).get("changed"),
                 "failed": sum(t["failed"] for t in tasks) if record else None,
                 "log": self.log}
+
+    def command(self, playbook, _label):
+        return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"),
+                "-i", os.path.join(self.workdir, f"{self.name}-inventory.json"),
+                "-e", "@" + os.path.join(self.workdir, "lab-vars.json"),
+                "-e", "@" + os.path.join(self.workdir, f"{self.name}-vars.json"),
+                os.path.join(ANSIBLE_DIR, playbook)]
 
     def prepare(self, tenants, credential_tenants):
         raise NotImplementedError

@@ -5,9 +5,9 @@ import math
 import os
 from xml.sax.saxutils import escape
 
-PATH_ORDER = ("naive", "fleet", "floor")
+PATH_ORDER = ("naive", "fleet", "product", "floor")
 PHASE_ORDER = ("provision", "noop", "credentials", "credentials-noop")
-COLORS = {"naive": "#c0392b", "fleet": "#1f6fb4", "floor": "#2e8b57"}
+COLORS = {"naive": "#c0392b", "fleet": "#1f6fb4", "product": "#8e44ad", "floor": "#2e8b57"}
 DASHES = {"provision": "", "noop": "7,4", "credentials": "2,3", "credentials-noop": "10,3,2,3"}
 
 
@@ -87,10 +87,10 @@ def table(rows):
 
 
 def tier_table(rows):
-    """Seconds per tier (module task or floor step) for the fleet and floor rows."""
+    """Seconds per tier (module task or floor step) for every path's rows."""
     lines = ["| N | phase | path | tier seconds |", "|---:|---|---|---|"]
     for row in sort_rows(rows):
-        if row.get("tiers") and row["path"] in ("fleet", "floor", "naive"):
+        if row.get("tiers"):
             tiers = ", ".join(f"{name} {seconds:.1f}" for name, seconds in row["tiers"].items())
             lines.append(f"| {row['n']} | {row['phase']} | {row['path']} | {tiers} |")
     return "\n".join(lines)
@@ -101,8 +101,8 @@ def targets(rows):
     by_key = {(r["n"], r["phase"], r["path"]): r for r in rows}
     out = []
 
-    def check(n, phase, limit, label, floor_factor=None, naive_factor=None):
-        fleet = by_key.get((n, phase, "fleet"))
+    def check(n, phase, limit, label, floor_factor=None, naive_factor=None, path="fleet"):
+        fleet = by_key.get((n, phase, path))
         if not fleet or fleet.get("error"):
             return
         parts = [f"{fleet['seconds']:.1f} s (target ≤ {limit} s): {'met' if fleet['seconds'] <= limit else 'MISSED'}"]
@@ -118,6 +118,10 @@ def targets(rows):
 
     check(1000, "noop", 30, "no-op re-converge of 1,000 tenants by the fleet path", naive_factor=30)
     check(1000, "provision", 300, "1,000 new tenants by the fleet path", floor_factor=2, naive_factor=5)
+    check(1000, "noop", 30, "no-op of 1,000 tenants by deploy_fleet.yml (the product path)", floor_factor=3,
+          path="product")
+    check(1000, "provision", 300, "1,000 new tenants by deploy_fleet.yml (the product path)", floor_factor=2,
+          path="product")
     check(10000, "noop", 120, "stretch: no-op of 10,000 tenants")
     return out
 

@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - ansible-core depends on PyYAML
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError, TenantInputError
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     DEFAULT_BUCKET_PREFIX, DEFAULT_CAPACITY, DEFAULT_PG_PORT, DEFAULT_PG_SSL_MODE, DEFAULT_REDIS_PORT_BASE,
-    DEFAULT_S3_REGION, DEFAULT_S3_WAIT_TIMEOUT, Tenant, validate_dns_label, validate_tenant_id)
+    DEFAULT_S3_REGION, DEFAULT_S3_WAIT_TIMEOUT, EPHEMERAL_PORTS, Tenant, validate_dns_label, validate_tenant_id)
 
 PLACED_TIERS = ("kubernetes", "postgres", "sentinel_groups", "s3")
 PLACEMENT_KEYS = {"kubernetes": "kubernetes", "postgres": "postgres", "sentinel_groups": "sentinel_group", "s3": "s3"}
@@ -147,9 +147,32 @@ class Fleet:
                     raise FleetError(f"{where}.capacity: must be a whole number >= 0")
                 if kind == "sentinel_groups":
                     self._check_group_hosts(member, where, hosts_seen)
+                    self._check_group_ports(member, where)
                     if not member.get("sentinels"):
                         raise FleetError(f"{where}.sentinels: a sentinel group needs at least one sentinel host:port "
                                          "(or hosts running sentinels)")
+
+    @staticmethod
+    def _check_group_ports(member, where):
+        """The group's tenant Redis ports (``redis_port_base`` up to its capacity, plus any host's ``port_offset``)
+        stay out of Linux's default ephemeral range, where an outgoing connection can take a port before its
+        instance starts; ``ephemeral_ports_reserved: true`` says the hosts reserve them (ip_local_reserved_ports)."""
+        base = member.get("redis_port_base", DEFAULT_REDIS_PORT_BASE)
+        if not isinstance(base, int) or isinstance(base, bool) or not 0 < base < 65536:
+            raise FleetError(f"{where}.redis_port_base: must be a port number")
+        if member.get("ephemeral_ports_reserved") is True:
+            return
+        capacity = member.get("capacity")
+        capacity = DEFAULT_CAPACITY["sentinel_groups"] if capacity is None else capacity
+        offsets = [h.get("port_offset", 0) for h in member.get("hosts") or [] if isinstance(h, dict)]
+        offsets = [o for o in offsets if isinstance(o, int) and not isinstance(o, bool)] or [0]
+        low, high = base + min(offsets), base + max(offsets) + max(capacity, 1) - 1
+        if low <= EPHEMERAL_PORTS[1] and high >= EPHEMERAL_PORTS[0]:
+            raise FleetError(f"{where}.redis_port_base: ports {low}-{high} (base, capacity and port offsets) overlap "
+                             f"the kernel's ephemeral range {EPHEMERAL_PORTS[0]}-{EPHEMERAL_PORTS[1]}, where any "
+                             "outgoing connection can hold a tenant's port; choose a base below it (default "
+                             f"{DEFAULT_REDIS_PORT_BASE}), or reserve the ports on the hosts (ip_local_reserved_ports) "
+                             "and set ephemeral_ports_reserved: true")
 
     @staticmethod
     def _check_group_hosts(member, where, seen):

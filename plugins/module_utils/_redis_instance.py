@@ -23,7 +23,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import tempfile
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import Plan
@@ -331,7 +330,35 @@ def prepare(params, items):
     for path in (params["config_dir"], params["data_dir"], params["run_dir"], params["log_dir"]):
         if not os.path.isabs(path):
             raise TenantInputError("config_dir", f"{path}: directories must be absolute paths")
+    check_ephemeral(ports, *ephemeral_ports())
     return specs
+
+
+def ephemeral_ports(proc="/proc/sys/net/ipv4"):
+    """This host's ephemeral range (low, high) and its reserved ports, or (None, set()) where there is none."""
+    text = _read(os.path.join(proc, "ip_local_port_range"))
+    if not text:
+        return None, set()
+    low, high = (int(v) for v in text.split()[:2])
+    reserved = set()
+    for part in (_read(os.path.join(proc, "ip_local_reserved_ports")) or "").strip().split(","):
+        if part.strip():
+            first, _sep, last = part.strip().partition("-")
+            reserved.update(range(int(first), int(last or first) + 1))
+    return (low, high), reserved
+
+
+def check_ephemeral(ports, span, reserved):
+    """Ports inside the host's ephemeral range that are not reserved: an outgoing connection can hold them."""
+    if span is None:
+        return
+    exposed = sorted(p for p in ports if span[0] <= p <= span[1] and p not in reserved)
+    if exposed:
+        names = ", ".join(f"{ports[p]} ({p})" for p in exposed[:5]) + (" ..." if len(exposed) > 5 else "")
+        raise TenantInputError("port", f"{names}: inside this host's ephemeral port range {span[0]}-{span[1]} "
+                                       "(net.ipv4.ip_local_port_range), where any outgoing connection can take the "
+                                       "port; move the sentinel group's redis_port_base below it or reserve the "
+                                       "ports (net.ipv4.ip_local_reserved_ports)")
 
 
 def ensure_directories(params, backend, check_mode):
@@ -343,4 +370,3 @@ def ensure_directories(params, backend, check_mode):
             if not check_mode:
                 backend._mkdir(path)  # pylint: disable=protected-access
     return made
-

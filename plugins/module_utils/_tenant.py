@@ -41,6 +41,7 @@ DEFAULT_BUCKET_PREFIX = "harbor-"  # fleet-wide; S3 bucket names are global on A
 # tenants per tier member (docs/redis-sizing.md); None: any number
 DEFAULT_CAPACITY = {"postgres": 500, "sentinel_groups": 150, "s3": None, "kubernetes": None}
 DEFAULT_REDIS_PORT_BASE = 7000     # first tenant Redis port of a sentinel group (below the ephemeral range)
+EPHEMERAL_PORTS = (32768, 60999)  # Linux's default net.ipv4.ip_local_port_range
 DEFAULT_S3_REGION = "us-east-1"
 DEFAULT_S3_WAIT_TIMEOUT = 60
 DEFAULT_PG_PORT = 5432

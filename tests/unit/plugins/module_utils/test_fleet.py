@@ -128,6 +128,29 @@ def test_redis_ports_are_the_lowest_free_and_sticky():
     assert placement2["d"]["redis_port"] == 7101 and placement2["e"]["redis_port"] == 7103
 
 
+@pytest.mark.parametrize("group, message", [
+    ({"redis_port_base": 41600}, "ports 41600-41602"),
+    ({"redis_port_base": 32700, "capacity": 100}, "ports 32700-32799"),
+    ({"redis_port_base": 32600, "capacity": 100, "hosts": [{"name": "r1"}, {"name": "r2", "port_offset": 100}]},
+     "ports 32600-32799"),
+    ({"redis_port_base": "7000"}, "must be a port number"),
+])
+def test_redis_ports_in_the_ephemeral_range_are_refused_naming_the_group(group, message):
+    data = fleet_data(["a"])
+    data["tiers"]["sentinel_groups"][0].update(group)
+    with pytest.raises(FleetError) as raised:
+        Fleet(data)
+    assert str(raised.value).startswith("tiers.sentinel_groups[0].redis_port_base: ") and message in str(raised.value)
+
+
+def test_reserved_ephemeral_ports_and_ports_below_the_range_are_accepted():
+    data = fleet_data(["a"], sg_capacity=(100,))
+    data["tiers"]["sentinel_groups"][0].update(redis_port_base=32668)  # 32668-32767: just below
+    assert Fleet(data).placement()[0]["a"]["redis_port"] == 32668
+    data["tiers"]["sentinel_groups"][0].update(redis_port_base=41600, ephemeral_ports_reserved=True)
+    assert Fleet(data).placement()[0]["a"]["redis_port"] == 41600
+
+
 def host_vars(data, secrets=True):
     fleet = Fleet(data)
     placement = fleet.placement()[0]

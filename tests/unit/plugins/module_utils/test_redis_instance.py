@@ -109,8 +109,8 @@ def test_an_absent_instance_is_stopped_and_its_files_deleted(host):
 ])
 def test_bad_input_names_the_field_before_anything_changes(tmp_path, overrides, field):
     with pytest.raises(TenantInputError) as err:
-        ri.prepare(params(tmp_path), [item("acme"), item(overrides.pop("tenant", "globex"), **dict({"port": 7001},
-                                                                                              **overrides))])
+        second = item(overrides.pop("tenant", "globex"), **dict({"port": 7001}, **overrides))
+        ri.prepare(params(tmp_path), [item("acme"), second])
     assert err.value.field == field
     assert not (tmp_path / "etc").exists()
 
@@ -137,3 +137,23 @@ def test_systemd_instances_are_units_read_in_one_call(tmp_path):
                           "harborfleet-redis@globex.service"]]
     assert actual["acme"]["running"] is True and actual["globex"]["running"] is False
     assert "daemonize no" in specs[0].base_text
+
+
+def test_ports_in_the_hosts_ephemeral_range_are_refused_unless_reserved(tmp_path):
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "ip_local_port_range").write_text("32768\t60999\n")
+    (proc / "ip_local_reserved_ports").write_text("41600-41602,50000\n")
+    span, reserved = ri.ephemeral_ports(str(proc))
+    assert span == (32768, 60999) and reserved == {41600, 41601, 41602, 50000}
+    ri.check_ephemeral({7000: "acme", 41601: "globex", 50000: "initech"}, span, reserved)
+    with pytest.raises(TenantInputError, match=r"globex \(41603\): inside this host's ephemeral port range 32768-60999"):
+        ri.check_ephemeral({7000: "acme", 41603: "globex"}, span, reserved)
+    assert ri.ephemeral_ports(str(tmp_path / "none")) == (None, set())
+
+
+def test_prepare_checks_the_real_hosts_range(tmp_path):
+    low = int(open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii").read().split()[0])
+    with pytest.raises(TenantInputError) as err:
+        ri.prepare(params(tmp_path), [item("acme", port=low + 1)])
+    assert err.value.field == "port" and "ephemeral" in str(err.value)
