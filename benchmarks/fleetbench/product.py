@@ -28,22 +28,14 @@ from .common import HARBOR_CLASS, HARBOR_VERSION, LAB_DIR, LOOPBACK, ROOT, Bench
 PLAYBOOK = os.path.join(ROOT, "playbooks", "deploy_fleet.yml")
 SENTINELS = 3
 
-REDIS_TIER_VARS = """---
-ansible_connection: local
-ansible_python_interpreter: "{{ ansible_playbook_python }}"
-redis_sentinel_install_packages: false
-redis_sentinel_owner: "{{ lookup('ansible.builtin.pipe', 'id -un') }}"
-redis_sentinel_owner_group: "{{ lookup('ansible.builtin.pipe', 'id -gn') }}"
-redis_sentinel_address: 127.0.0.1
-redis_sentinel_service_manager: process
+# The lab inventory's Redis-tier settings apply as they are; only the tier's files move into the round's directory
+# (group_vars/redis_tier/ is read in name order, so this file overrides the lab's copy beside it).
+REDIS_TIER_DIRS = """---
 redis_sentinel_config_dir: "%(home)s/{{ inventory_hostname }}/etc"
 redis_sentinel_data_dir: "%(home)s/{{ inventory_hostname }}/data"
 redis_sentinel_run_dir: "%(home)s/{{ inventory_hostname }}/run"
 redis_sentinel_log_dir: "%(home)s/{{ inventory_hostname }}/log"
 redis_sentinel_credentials_dir: "%(home)s/credentials"
-redis_sentinel_save: ""
-redis_sentinel_hz: 1
-redis_sentinel_repl_diskless_sync_delay: 0
 """
 
 
@@ -100,7 +92,7 @@ class ProductPath(AnsiblePath):
             },
             "tenants": [{"id": t.tenant} for t in tenants],
         }
-        os.makedirs(os.path.join(self.inventory, "group_vars"), mode=0o700)
+        os.makedirs(os.path.join(self.inventory, "group_vars", "redis_tier"), mode=0o700)
         with open(os.path.join(self.workdir, "fleet.yml"), "w", encoding="utf-8") as handle:
             json.dump(fleet, handle, indent=1)
         with open(os.path.join(self.inventory, "fleet.tenants.yml"), "w", encoding="utf-8") as handle:
@@ -109,8 +101,11 @@ class ProductPath(AnsiblePath):
         lab_inventory = os.path.join(ROOT, "inventories", "lab")
         shutil.copy(os.path.join(lab_inventory, "hosts.yml"), self.inventory)
         shutil.copy(os.path.join(lab_inventory, "group_vars", "all.yml"), os.path.join(self.inventory, "group_vars"))
-        with open(os.path.join(self.inventory, "group_vars", "redis_tier.yml"), "w", encoding="utf-8") as handle:
-            handle.write(REDIS_TIER_VARS % {"home": self.redis_home})
+        shutil.copy(os.path.join(lab_inventory, "group_vars", "redis_tier.yml"),
+                    os.path.join(self.inventory, "group_vars", "redis_tier", "00-lab.yml"))
+        with open(os.path.join(self.inventory, "group_vars", "redis_tier", "10-bench.yml"), "w",
+                  encoding="utf-8") as handle:
+            handle.write(REDIS_TIER_DIRS % {"home": self.redis_home})
         _write_private(os.path.join(self.workdir, "product-vars.json"),
                        {"harbor_class": HARBOR_CLASS, "harbor_wait": False})
         self.credential_ids = [t.tenant for t in credential_tenants]
