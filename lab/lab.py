@@ -147,14 +147,15 @@ def run(cmd, **kwargs):
     return subprocess.run(cmd, check=True, **kwargs)
 
 
-def spawn(cmd, logfile, pidfile, env=None, user=None):
-    """Start a long-running process detached from us; record its PID."""
+def spawn(cmd, logfile, pidfile, env=None, user=None, umask=0o077):
+    """Start a long-running process detached from us; record its PID. Its files are private (umask 077): the
+    stores write credentials and tenants' data."""
     Path(logfile).parent.mkdir(parents=True, exist_ok=True)
     if user:
         cmd = ["runuser", "-u", user, "--"] + cmd
     with open(logfile, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, start_new_session=True)
+                                env=env, start_new_session=True, umask=umask)
     Path(pidfile).write_text(f"{proc.pid}\n")
     return proc.pid
 
@@ -696,7 +697,8 @@ class Sentinels(Service):
                        logfile=home / "sentinel.log", dir=home, requirepass=password,
                        protected_mode="no", sentinel="resolve-hostnames no")
             conf.chmod(0o600)
-            run(["redis-sentinel", str(conf)])
+            # Sentinel rewrites its file with every master set's password, mode 0644 less its umask.
+            run(["redis-sentinel", str(conf)], umask=0o077)
 
     @property
     def logfile(self):
@@ -716,6 +718,7 @@ class SeaweedFS(Service):
             "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
         config.chmod(0o600)
         (self.dir / "data").mkdir(exist_ok=True)
+        (self.dir / "data").chmod(0o700)  # weed's files under it are 0644/0755 less the umask spawn gives it
         weed = Path(sys.executable).parent / "weed"
         ports = self.ports
         spawn([str(weed), "mini", f"-dir={self.dir / 'data'}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
@@ -798,7 +801,7 @@ def redis_tenant_start(name, password, replicas=1):
             settings["replicaof"] = f"{LOOPBACK} {instances[0]['port']}"
         redis_conf(conf, **settings)
         conf.chmod(0o600)
-        run(["redis-server", str(conf)])
+        run(["redis-server", str(conf)], umask=0o077)
         instances.append({"role": "master" if index == 0 else "replica", "host": LOOPBACK, "port": port,
                           "pidfile": str(home / f"{role}.pid"), "logfile": str(home / f"{role}.log")})
     for inst in instances:

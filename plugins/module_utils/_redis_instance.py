@@ -269,8 +269,8 @@ class InstanceBackend:
                 os.unlink(partial)
             raise
 
-    def _command(self, argv, what):
-        rc, out, err = self.run(argv)
+    def _command(self, argv, what, **kwargs):
+        rc, out, err = self.run(argv, **kwargs)
         if rc != 0:
             raise FleetError(f"{what}: {' '.join(argv)} exited {rc}: {(err or out).strip()[-300:]}")
 
@@ -278,7 +278,8 @@ class InstanceBackend:
         if self.systemd:
             self._command(["systemctl", "enable", "--now", spec.unit], f"start {spec.name}")
         else:
-            self._command([self.params["server_binary"], spec.live], f"start {spec.name}")
+            # Redis rewrites its file (CONFIG REWRITE, e.g. on a failover) with mode 0644 less its umask.
+            self._command([self.params["server_binary"], spec.live], f"start {spec.name}", umask=0o077)
         self._wait_listening(spec)
 
     def _stop(self, spec, remove=False):

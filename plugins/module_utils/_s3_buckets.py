@@ -39,6 +39,7 @@ class BucketSpec:
         self.state = state
         self.bucket = validate_bucket_name(params["bucket"], "bucket") if params.get("bucket") else self.tenant.bucket
         self.iam_user = self.tenant.iam_user
+        self.legacy_iam_user = self.tenant.legacy_iam_user
         self.partition = arn_partition(region)
         self.versioning = params.get("versioning")
         self.encryption = params.get("encryption")

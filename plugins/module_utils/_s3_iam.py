@@ -5,6 +5,12 @@
 
 Used by the bucket backend (``_s3_buckets.py``) for tenants that manage credentials. A new key's secret goes to the
 ``store_secret`` callback (the tenant's Kubernetes Secret) and is never returned.
+
+The user is named like the tenant's bucket (the fleet's bucket prefix + the tenant id), so two fleets sharing an
+account never share a user. A user is the collection's to change or delete only when it carries the collection's
+inline policy naming the tenant's bucket (the ownership marker, readable on every store with inline policies); a
+user of that name without it (holding keys or other policies) belongs to someone else and is left alone, naming
+it in the error.
 """
 
 from __future__ import annotations
@@ -29,8 +35,9 @@ ACTION_RE = re.compile(r"s3:[A-Za-z*]+")
 
 
 class IamState:
-    def __init__(self, exists=False):
+    def __init__(self, exists=False, user=None):
         self.exists = exists
+        self.user = user        # the user's name when it is not the tenant model's (a legacy name kept)
         self.keys = []          # access key ids
         self.policy = None      # the module's inline policy, as read
         self.policies = []      # every inline policy name (state=absent)
@@ -80,31 +87,55 @@ class IamIdentities:
     def read(self, spec, state, users):
         iam = self.conn.iam
         try:
-            if users is not None:
-                exists = spec.iam_user in users
-            else:
-                try:
-                    iam.get_user(UserName=spec.iam_user)
-                    exists = True
-                except ClientError as exc:
-                    if error_code(exc) not in NO_SUCH_ENTITY:
-                        raise
-                    exists = False
-            state.iam = IamState(exists)
+            user = spec.iam_user
+            exists = self.has_user(user, users)
+            if not exists and spec.legacy_iam_user != user and self.has_user(spec.legacy_iam_user, users) \
+                    and self.owns(spec, self.read_user_policy(spec.legacy_iam_user)):
+                user, exists = spec.legacy_iam_user, True  # created before users were named per fleet: kept
+            state.iam = IamState(exists, user)
             if not exists:
                 return
-            state.iam.keys = self.list_keys(spec.iam_user)
-            if spec.state == "absent":
+            state.iam.keys = self.list_keys(user)
+            state.iam.policy = self.read_user_policy(user)
+            if spec.state == "absent" or state.iam.policy is None:
                 state.iam.policies = [name for page in iam.get_paginator("list_user_policies").paginate(
-                    UserName=spec.iam_user) for name in page.get("PolicyNames", [])]
-            else:
-                state.iam.policy = self.read_user_policy(spec.iam_user)
+                    UserName=user) for name in page.get("PolicyNames", [])]
         except Exception as exc:  # pylint: disable=broad-except
             if spec.state == "absent" and spec.credentials is None and self.missing(exc):
                 state.iam = IamState()
                 state.iam.unavailable = self.error(exc)
                 return
             state.error = self.error(exc)
+
+    def has_user(self, user, users):
+        if users is not None:
+            return user in users
+        try:
+            self.conn.iam.get_user(UserName=user)
+            return True
+        except ClientError as exc:
+            if error_code(exc) not in NO_SUCH_ENTITY:
+                raise
+            return False
+
+    @staticmethod
+    def owns(spec, policy):
+        """The ownership marker: the collection's inline policy, naming the tenant's bucket."""
+        statements = (policy or {}).get("Statement") or []
+        resources = []
+        for statement in statements if isinstance(statements, list) else [statements]:
+            found = statement.get("Resource") if isinstance(statement, dict) else None
+            resources.extend(found if isinstance(found, list) else [found])
+        return f"arn:{spec.partition}:s3:::{spec.bucket}" in resources
+
+    def check_owned(self, spec, iam, doing):
+        # A user with no key and no policy grants nothing to anyone: one left by a run stopped between CreateUser
+        # and PutUserPolicy is taken over (its name is this fleet's bucket's).
+        if not self.owns(spec, iam.policy) and (iam.keys or iam.policies):
+            raise FleetError(f"IAM user {iam.user or spec.iam_user} exists but was not created for bucket "
+                             f"{spec.bucket} (it has no {POLICY_NAME} policy naming it), so it is not this fleet's to "
+                             f"{doing}: nothing was changed for tenant {spec.key}. Remove or rename that user, or give "
+                             "this fleet a bucket prefix of its own")
 
     def list_keys(self, user):
         pages = self.conn.iam.get_paginator("list_access_keys").paginate(UserName=user)
@@ -123,8 +154,10 @@ class IamIdentities:
 
     def plan(self, spec, state, plan):
         iam = state.iam or IamState()
+        if iam.exists:
+            self.check_owned(spec, iam, "manage")
         desired_policy = spec.desired_user_policy()
-        user = spec.iam_user
+        user = iam.user or spec.iam_user
         plan.result["iam_user"] = user
         plan.before["credentials"] = ({"iam_user": user, "access_keys": list(iam.keys),
                                        "policy": normalise_policy(iam.policy) if iam.policy else None}
@@ -229,7 +262,8 @@ class IamIdentities:
             plan.result["iam"] = "skipped: " + iam.unavailable
         if iam is None or not iam.exists:
             return
-        user = spec.iam_user
+        self.check_owned(spec, iam, "delete")
+        user = iam.user or spec.iam_user
         plan.result["iam_user"] = user
         plan.before["credentials"] = {"iam_user": user, "access_keys": list(iam.keys), "policies": list(iam.policies)}
         plan.after["credentials"] = None

@@ -36,8 +36,8 @@ LONGEST_DATABASE = max(CORE_DATABASES + NOTARY_DATABASES, key=len)
 PASSWORD_ALPHABET = string.ascii_letters + string.digits
 
 # The defaults table: every default a fleet name or size comes from, in one place.
-PREFIX = "harbor-"                 # namespaces, login roles, master sets, IAM users
-DEFAULT_BUCKET_PREFIX = "harbor-"  # fleet-wide; S3 bucket names are global on AWS, so fleets usually set their own
+PREFIX = "harbor-"                 # namespaces, login roles, master sets
+DEFAULT_BUCKET_PREFIX = "harbor-"  # buckets and IAM users; bucket names are global on AWS: fleets set their own
 # tenants per tier member (docs/redis-sizing.md); None: any number
 DEFAULT_CAPACITY = {"postgres": 500, "sentinel_groups": 150, "s3": None, "kubernetes": None}
 DEFAULT_REDIS_PORT_BASE = 7000     # first tenant Redis port of a sentinel group (below the ephemeral range)
@@ -204,6 +204,12 @@ class Tenant:
 
     @property
     def iam_user(self):
+        """Named like the bucket: per fleet (two fleets in one account never share a user), within IAM's 64."""
+        return self.bucket
+
+    @property
+    def legacy_iam_user(self):
+        """The name IAM users had before they were named per fleet (still used where it exists and is ours)."""
         return f"{PREFIX}{self.id}"
 
     # Redis Sentinel

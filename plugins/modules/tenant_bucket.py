@@ -13,7 +13,12 @@ description:
   - Creates or converges a tenant's bucket on an S3-compatible store (AWS, Ceph RGW, MinIO, SeaweedFS, OVH,
     DigitalOcean Spaces...) and, where the store has an IAM API, an IAM user whose key can use that bucket and
     nothing else.
-  - The bucket is C(<bucket_prefix><tenant>) unless O(bucket) is given; the IAM user is C(harbor-<tenant>).
+  - The bucket is C(<bucket_prefix><tenant>) unless O(bucket) is given; the IAM user is C(<bucket_prefix><tenant>)
+    too, so two fleets (bucket prefixes) in one account never share a user. A user created before users were
+    named per fleet (C(harbor-<tenant>)) keeps being used while it exists and carries the policy naming the bucket.
+  - The module changes or deletes only IAM users it created, which carry its inline policy
+    C(harborfleet-tenant-bucket) naming the tenant's bucket. A user of that name with keys or other policies and
+    without it belongs to someone else; the tenant then fails naming the user, and nothing is done for it.
   - Only the settings you set are read and managed. An option left unset is neither read nor compared, so a store
     that does not implement a setting is only a problem for a tenant that asks for it; that tenant then fails with
     an error naming the setting and the endpoint, before anything is created.
@@ -186,7 +191,7 @@ options:
         type: bool
   credentials:
     description:
-      - V(true) makes sure the IAM user C(harbor-<tenant>) exists with the inline policy C(harborfleet-tenant-bucket)
+      - V(true) makes sure the tenant's IAM user exists with the inline policy C(harborfleet-tenant-bucket)
         allowing O(credentials_actions) on the bucket and its objects (C(arn:aws:s3:::<bucket>) and
         C(arn:aws:s3:::<bucket>/*)) and nothing else, and that it has an access key.
       - "An access key is created when the user has none (or with O(rotate_credentials)). Its secret goes straight

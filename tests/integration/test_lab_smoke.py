@@ -118,3 +118,19 @@ def test_kubernetes_rejects_an_invalid_harborcluster(kube_client, namespace, bro
         api.create_namespaced_custom_object("goharbor.io", "v1beta1", namespace, "harborclusters", manifest)
     assert err.value.status == 422
     assert message in err.value.body
+
+
+def test_the_stores_files_are_private(lab, lab_env):
+    """What the lab's S3 store and sentinels write holds credentials and tenants' data: nothing in it is readable
+    by other users (the files are created under umask 077)."""
+    import os
+    import stat
+    exposed = []
+    for top in (lab.LAB / "seaweedfs" / "data", lab.LAB / "sentinels"):
+        assert top.is_dir(), top
+        for root, dirs, files in os.walk(top):
+            for name in files:
+                path = os.path.join(root, name)
+                if os.stat(path).st_mode & (stat.S_IROTH | stat.S_IWOTH):
+                    exposed.append(path)
+    assert not exposed, exposed[:10]

@@ -269,6 +269,46 @@ def test_absent_refuses_a_non_empty_bucket_and_force_removes_every_version(
     assert again["changed"] is False and again["actions"] == []
 
 
+def test_iam_users_are_per_fleet_and_a_foreign_user_is_never_touched(
+        run_module, lab_env, s3_admin, iam_admin, kube_client, unique):
+    """Two fleets (bucket prefixes) in one account get a user each; a user of the tenant's name that this fleet did
+    not create (another owner's key and policy) is neither changed nor deleted."""
+    from kubernetes import client as k8s
+    tenant = f"own-{unique}"
+    one, two = connection(lab_env, bucket_prefix="fa-"), connection(lab_env, bucket_prefix="fb-")
+    try:
+        for fleet in (one, two):
+            made = run_module(MODULE, dict(fleet, tenant=tenant, credentials=True))
+            assert made["changed"] is True and not made.get("failed"), made
+        assert user_exists(iam_admin, f"fa-{tenant}") and user_exists(iam_admin, f"fb-{tenant}")
+        removed = run_module(MODULE, dict(one, tenant=tenant, state="absent"))
+        assert removed["changed"] is True and not removed.get("failed"), removed
+        assert not user_exists(iam_admin, f"fa-{tenant}") and user_exists(iam_admin, f"fb-{tenant}")
+        assert bucket_exists(s3_admin, f"fb-{tenant}")
+
+        # someone else's user holds the name fleet "fc-" would give the tenant
+        iam_admin.create_user(UserName=f"fc-{tenant}")
+        theirs = iam_admin.create_access_key(UserName=f"fc-{tenant}")["AccessKey"]["AccessKeyId"]
+        three = connection(lab_env, bucket_prefix="fc-")
+        for state in ("present", "absent"):
+            refused = run_module(MODULE, dict(three, tenant=tenant, state=state, credentials=True))
+            assert refused.get("failed") is True, refused
+            assert f"IAM user fc-{tenant} exists but was not created for bucket fc-{tenant}" in refused["msg"]
+            assert [k["AccessKeyId"] for k in iam_admin.list_access_keys(UserName=f"fc-{tenant}")[
+                "AccessKeyMetadata"]] == [theirs]
+            assert iam_admin.list_user_policies(UserName=f"fc-{tenant}").get("PolicyNames", []) == []
+        assert not bucket_exists(s3_admin, f"fc-{tenant}")  # nothing was done for the tenant
+    finally:
+        for prefix in ("fa-", "fb-", "fc-"):
+            admin_delete_bucket(s3_admin, f"{prefix}{tenant}")
+            admin_delete_user(iam_admin, f"{prefix}{tenant}")
+        try:
+            k8s.CoreV1Api(kube_client).delete_namespace(f"harbor-{tenant}")
+        except k8s.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
 # --------------------------------------------------------------------------- bad input and connection errors
 
 def test_bad_input_is_refused_before_any_call(run_module, lab_env, unique):

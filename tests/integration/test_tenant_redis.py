@@ -60,6 +60,10 @@ def test_one_call_converges_the_hosts_instances_and_a_rerun_changes_nothing(host
     assert first["changed"] and first["summary"] == {"total": 2, "changed": 2, "failed": 0, "skipped": 0}
     assert os.stat(os.path.join(base["config_dir"], "redis-ra.base.conf")).st_mode & 0o777 == 0o640
     assert cli(pa, PASSWORDS["ra"], "PING") == (0, "PONG")
+    # Redis (and a sentinel on failover) rewrites the live file: it stays private to the owner
+    live = os.path.join(base["config_dir"], "redis-ra.conf")
+    assert cli(pa, PASSWORDS["ra"], "CONFIG", "REWRITE") == (0, "OK")
+    assert os.stat(live).st_mode & 0o077 == 0, oct(os.stat(live).st_mode)
     # the tenant's replica on another host: seeded with replicaof, replicating with the tenant's password
     other = run_module("tenant_redis", dict(second_host(base), tenants=[
         {"tenant": "ra", "port": replica, "password": PASSWORDS["ra"], "replicaof": f"127.0.0.1 {pa}"}]))

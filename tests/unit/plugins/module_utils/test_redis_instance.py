@@ -28,9 +28,11 @@ def item(tenant, **overrides):
 class FakeRun:
     def __init__(self):
         self.calls = []
+        self.umasks = []
 
-    def __call__(self, argv):
+    def __call__(self, argv, umask=None):
         self.calls.append(argv)
+        self.umasks.append(umask)
         return 0, "", ""
 
 
@@ -72,6 +74,7 @@ def test_a_new_instance_is_written_with_its_mode_seeded_started_and_a_rerun_chan
     assert f"requirepass {PASSWORD}" in open(specs[0].base, encoding="utf-8").read()
     assert open(specs[1].live, encoding="utf-8").read().endswith("replicaof 10.0.0.1 7001\n")
     assert run.calls[0] == [p["server_binary"], specs[0].live]
+    assert run.umasks[0] == 0o077  # Redis rewrites its live file with mode 0644 less its umask
     assert PASSWORD not in repr([plan.as_result() for plan in plans] + [plan.diff() for plan in plans])
     again = apply(backend, ri.prepare(p, [item("acme"), item("globex", port=7001, replicaof="10.0.0.1 7001")]))
     assert [plan.changes for plan in again] == [[], []]

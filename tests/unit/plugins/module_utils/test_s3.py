@@ -650,3 +650,56 @@ def test_absent_skips_a_store_without_iam_unless_credentials_were_asked_for():
     assert plan.result["iam"].startswith("skipped")
     (failed,) = converge(backend_for(store), [spec(state="absent", credentials=True)])
     assert isinstance(failed, tuple) and "IAM API" in failed[1]
+
+
+# --------------------------------------------------------------------------- whose IAM user it is
+
+def fleet_spec(prefix, state="present", **params):
+    return s3.BucketSpec(dict(params, tenant="acme", purge_tags=True), state, bucket_prefix=prefix)
+
+
+def test_iam_users_are_named_per_fleet_like_their_buckets():
+    store = FakeStore()
+    for prefix in ("one-", "two-"):  # two fleets in one account, each with its own bucket prefix
+        converge(backend_for(store), [fleet_spec(prefix, credentials=True)])
+    assert sorted(store.users) == ["one-acme", "two-acme"]
+    assert "arn:aws:s3:::one-acme" in store.users["one-acme"]["policies"][s3_iam.POLICY_NAME]
+    # removing the tenant from fleet one leaves fleet two's user and key alone
+    converge(backend_for(store), [fleet_spec("one-", state="absent")])
+    assert sorted(store.users) == ["two-acme"] and store.users["two-acme"]["keys"] == ["AKIATEST0002"]
+
+
+@pytest.mark.parametrize("state", ["present", "absent"])
+def test_a_user_of_that_name_without_the_marker_is_not_touched(state):
+    store = FakeStore()
+    store.users["harbor-acme"] = {"keys": ["AKIAOTHER0001"], "policies": {"theirs": json.dumps({"Statement": []})}}
+    store.buckets["harbor-acme"] = {"objects": []}
+    (result,) = converge(backend_for(store), [spec(state=state, credentials=True)])
+    assert isinstance(result, tuple) and "IAM user harbor-acme exists but was not created for bucket" in result[1]
+    assert store.users["harbor-acme"] == {"keys": ["AKIAOTHER0001"], "policies": {"theirs": json.dumps(
+        {"Statement": []})}}
+    assert "harbor-acme" in store.buckets  # nothing else was done for the tenant either
+    # another fleet's marker (its policy names another bucket) is not ours either
+    store.users["harbor-acme"]["policies"] = {s3_iam.POLICY_NAME: json.dumps(
+        s3_client.tenant_policy("other-acme", s3_iam.DEFAULT_CREDENTIAL_ACTIONS))}
+    (result,) = converge(backend_for(store), [spec(state=state, credentials=True)])
+    assert isinstance(result, tuple) and "not this fleet's" in result[1]
+
+
+def test_an_empty_user_left_by_a_stopped_run_is_taken_over():
+    store = FakeStore()
+    store.users["harbor-acme"] = {"keys": [], "policies": {}}
+    (plan,) = converge(backend_for(store), [spec(credentials=True)])
+    assert not isinstance(plan, tuple) and store.users["harbor-acme"]["keys"] == ["AKIATEST0001"]
+
+
+def test_a_user_with_the_name_from_before_per_fleet_names_is_kept():
+    store = FakeStore()
+    converge(backend_for(store), [spec(credentials=True, bucket="mine-acme")])  # bucket named by hand, user harbor-
+    store.users["harbor-acme"]["policies"][s3_iam.POLICY_NAME] = json.dumps(
+        s3_client.tenant_policy("mine-acme", s3_iam.DEFAULT_CREDENTIAL_ACTIONS))
+    (again,) = converge(backend_for(store), [fleet_spec("mine-", credentials=True)])
+    assert again.changes == [] and again.result["iam_user"] == "harbor-acme"
+    assert sorted(store.users) == ["harbor-acme"]
+    converge(backend_for(store), [fleet_spec("mine-", state="absent")])
+    assert store.users == {}
