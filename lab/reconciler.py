@@ -19,7 +19,10 @@ way Harbor core would at start-up, with the credentials from the Secrets the clu
 * S3: HEAD of the bucket with ``accesskey`` and the secret key (boto3).
 
 Wrong wiring makes the cluster ``unhealthy`` with a reason; unhealthy clusters are checked again with a growing
-delay (3 s up to a minute), so fixing a Secret is noticed without a spec change.
+delay (3 s up to a minute), so fixing a Secret is noticed without a spec change. Like a real controller's resync,
+healthy clusters are checked again every ``--resync-period`` seconds (default 20), so a dependency that breaks
+later (a password changed, a store down) turns the cluster ``unhealthy``. A re-check writes status only when its
+outcome differs.
 
 Like an operator instance started with ``--harbor-class``, it only reconciles clusters whose
 ``goharbor.io/harbor-class`` annotation equals its own class (default: none), so benchmarks can create clusters
@@ -175,13 +178,14 @@ def check_storage(spec, secret_key):
 # --------------------------------------------------------------------------- the controller
 
 class Reconciler:
-    def __init__(self, api_client, pause_file, requeue_after, workers, harbor_class=""):
+    def __init__(self, api_client, pause_file, requeue_after, workers, harbor_class="", resync_period=20.0):
         from kubernetes import client
         self.client = client
         self.custom = client.CustomObjectsApi(api_client)
         self.core = client.CoreV1Api(api_client)
         self.pause_file = Path(pause_file)
         self.requeue_after = requeue_after
+        self.resync_period = resync_period
         self.queue = DelayQueue()
         self.working = {}
         self.backoff = {}
@@ -206,10 +210,13 @@ class Reconciler:
             return True
         return status.get("status") not in ("healthy", "unhealthy")
 
-    def consider(self, obj):
+    def consider(self, obj, listed=False):
         meta = obj.get("metadata") or {}
         key = (meta.get("namespace"), meta.get("name"))
         if not self.needs_reconcile(obj):
+            if listed and not meta.get("deletionTimestamp") and not self.foreign(meta) \
+                    and (obj.get("status") or {}).get("status") == "healthy":
+                self.resync(key)  # healthy before this process started: resynced like the others
             return
         with self.lock:
             if self.working.get(key) == meta.get("generation"):
@@ -223,7 +230,7 @@ class Reconciler:
             try:
                 listing = self.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)
                 for obj in listing.get("items") or []:
-                    self.consider(obj)
+                    self.consider(obj, listed=True)
                 version = (listing.get("metadata") or {}).get("resourceVersion")
                 if not ready.exists():
                     ready.write_text(f"{os.getpid()}\n", encoding="ascii")
@@ -287,10 +294,9 @@ class Reconciler:
         key = (namespace, name)
         if meta.get("deletionTimestamp") or self.foreign(meta):
             return
-        if not self.needs_reconcile(obj) and old.get("status") == "healthy":
-            return
-        # a re-check of an unhealthy cluster keeps its status until the outcome changes (no flapping)
-        recheck = old.get("observedGeneration") == generation and old.get("status") == "unhealthy"
+        # a re-check (an unhealthy cluster's retry, a healthy one's resync) keeps the status until the outcome
+        # changes (no flapping, no provisioning in between)
+        recheck = old.get("observedGeneration") == generation and old.get("status") in ("healthy", "unhealthy")
         with self.lock:
             self.working[key] = generation
         if not recheck:
@@ -338,8 +344,11 @@ class Reconciler:
                 {"type": "Failed", "status": "False", "reason": "Reconciled", "message": "",
                  "lastTransitionTime": stamp}]
         overall = "unhealthy" if failed else "healthy"
-        if recheck and failed and _outcome(old.get("conditions")) == _outcome(conditions):
-            self.requeue(key)
+        if recheck and _outcome(old.get("conditions")) == _outcome(conditions):
+            if failed:
+                self.requeue(key)
+            else:
+                self.resync(key)
             return
         try:
             self.patch_status(namespace, name, {"status": overall, "observedGeneration": generation,
@@ -354,6 +363,12 @@ class Reconciler:
             self.requeue(key)
         else:
             self.backoff.pop(key, None)
+            self.resync(key)
+
+    def resync(self, key):
+        """Check a healthy cluster again after the resync period."""
+        if self.resync_period > 0:
+            self.queue.put(key, self.resync_period)
 
     def requeue(self, key):
         """Check an unhealthy cluster again later, backing off up to a minute."""
@@ -373,13 +388,16 @@ def main(argv=None):
     parser.add_argument("--requeue-after", type=float, default=3.0,
                         help="seconds before an unhealthy cluster is checked again")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--resync-period", type=float, default=20.0,
+                        help="seconds before a healthy cluster is checked again (0: never)")
     parser.add_argument("--harbor-class", default=os.environ.get("LAB_HARBOR_CLASS", ""),
                         help="reconcile only clusters with this goharbor.io/harbor-class annotation (default: none)")
     args = parser.parse_args(argv)
     from kubernetes import config
     api_client = config.new_client_from_config(os.environ["LAB_KUBECONFIG"])
     log(f"stand-in reconciler starting (pid {os.getpid()}); it is NOT the Harbor Operator")
-    Reconciler(api_client, args.pause_file, args.requeue_after, args.workers, args.harbor_class).watch(args.ready_file)
+    Reconciler(api_client, args.pause_file, args.requeue_after, args.workers, args.harbor_class,
+               args.resync_period).watch(args.ready_file)
     return 0
 
 

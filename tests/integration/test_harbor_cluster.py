@@ -244,6 +244,37 @@ def test_wrong_database_password_makes_wait_fail_with_the_reason(run_module, lab
     assert "wrongPassword1" not in json.dumps(result)
 
 
+def test_a_dependency_that_breaks_later_shows_on_a_healthy_cluster(run_module, lab_env, kube, deps, cleanup):
+    """The lab's reconciler resyncs healthy clusters like a real controller: a database password changed behind
+    the cluster's back turns it unhealthy with the reason, and putting it back makes it healthy again, with no spec
+    change in between."""
+    from psycopg2 import sql
+    tenant = deps.name
+    cleanup(tenant)
+    created = run_module("harbor_cluster", cluster_args(lab_env, tenant, deps, wait=True, wait_timeout=60))
+    assert created["status"] == "healthy", created
+    generation = kube.cluster(tenant)["metadata"]["generation"]
+
+    def set_password(value):
+        conn = pg_connect(lab_env)
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(deps.role)), [value])
+        conn.close()
+
+    def status():
+        live = kube.cluster(tenant).get("status") or {}
+        return live.get("status"), {c["type"]: c for c in live.get("conditions") or []}
+
+    set_password("changedBehindItsBack1")
+    assert wait_for(lambda: status()[0] == "unhealthy", 90, interval=1), status()
+    broken = status()[1]["DatabaseReady"]
+    assert broken["status"] == "False" and "password authentication failed" in broken["message"]
+    set_password(deps.db_password)
+    assert wait_for(lambda: status()[0] == "healthy", 90, interval=1), status()
+    assert kube.cluster(tenant)["metadata"]["generation"] == generation
+
+
 # --------------------------------------------------------------------------- the API server's own checks
 
 def test_apiserver_rejection_is_reported_in_check_mode_and_real_run(run_module, lab_env, kube, unique, cleanup):
