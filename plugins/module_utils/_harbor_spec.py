@@ -7,6 +7,7 @@ fit to the CRD the cluster has installed (``CrdSchema``). Pure functions only: n
 
 from __future__ import annotations
 
+import json
 import re
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError, TenantInputError, deep_merge
@@ -378,6 +379,60 @@ class CrdSchema:
             for item in value:
                 self._walk(item, node["items"], path, found)
 
+    def invalid_values(self, obj):
+        """What the API server would refuse in ``obj``'s values (types, enums, bounds, patterns, required fields),
+        phrased like its own messages. For check mode where no server-side dry run can be made without writing
+        outside the tenant's namespace (it does not exist yet); CEL rules are left to the server."""
+        found = []
+        self._check(obj.get("spec"), (self.root.get("properties") or {}).get("spec") or {}, "spec", found)
+        return found
+
+    def _check(self, value, node, path, found):
+        if not node or value is None:
+            return
+        kind = node.get("type")
+        if node.get("x-kubernetes-int-or-string"):
+            wanted = (int, str)
+        else:
+            wanted = {"object": dict, "array": list, "string": str, "integer": int, "number": (int, float),
+                      "boolean": bool}.get(kind)
+        if wanted is not None and (not isinstance(value, wanted) or (isinstance(value, bool) and kind != "boolean")):
+            found.append(f"{path}: Invalid value: {json.dumps(value)}: {path} in body must be of type {kind}")
+            return
+        if "enum" in node and value not in node["enum"]:
+            found.append(f"{path}: Unsupported value: {json.dumps(value)}: supported values: "
+                         + ", ".join(json.dumps(v) for v in node["enum"]))
+        bounds = (("minimum", lambda v, b: v >= b, "greater than or equal to"),
+                  ("maximum", lambda v, b: v <= b, "less than or equal to"))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            for key, holds, words in bounds:
+                if key in node and not holds(value, node[key]):
+                    found.append(f"{path}: Invalid value: {json.dumps(value)}: {path} in body should be {words} "
+                                 f"{node[key]}")
+        if isinstance(value, str):
+            if "minLength" in node and len(value) < node["minLength"]:
+                found.append(f"{path}: Invalid value: {json.dumps(value)}: {path} in body should be at least "
+                             f"{node['minLength']} chars long")
+            if "maxLength" in node and len(value) > node["maxLength"]:
+                found.append(f"{path}: Too long: may not be longer than {node['maxLength']}")
+            if "pattern" in node and not _matches(node["pattern"], value):
+                found.append(f"{path}: Invalid value: {json.dumps(value)}: {path} in body should match "
+                             f"'{node['pattern']}'")
+        if isinstance(value, list):
+            if "minItems" in node and len(value) < node["minItems"]:
+                found.append(f"{path}: Invalid value: {len(value)}: {path} in body should have at least "
+                             f"{node['minItems']} items")
+            for index, item in enumerate(value):
+                self._check(item, node.get("items") or {}, f"{path}[{index}]", found)
+        if isinstance(value, dict):
+            for required in node.get("required") or []:
+                if required not in value:
+                    found.append(f"{path}.{required}: Required value")
+            props, extra = node.get("properties") or {}, node.get("additionalProperties")
+            for key, sub in value.items():
+                child = props.get(key) if key in props else (extra if isinstance(extra, dict) else None)
+                self._check(sub, child, f"{path}.{key}", found)
+
     def has(self, path):
         node = self.root
         for key in path:
@@ -385,6 +440,13 @@ class CrdSchema:
             if key not in props:
                 return False
             node = props[key]
+        return True
+
+
+def _matches(pattern, value):
+    try:
+        return re.search(pattern, value) is not None
+    except re.error:  # a pattern Python cannot read: the server checks it
         return True
 
 

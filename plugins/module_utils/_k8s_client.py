@@ -308,16 +308,6 @@ class KubeClient:
         return self.request("PATCH", object_path(manifest), describe_object(manifest), query, manifest,
                             "application/apply-patch+yaml")
 
-    def create_dry_run(self, manifest, namespace):
-        """Validate ``manifest`` by a dry-run create under a generated name in ``namespace`` (nothing is stored)."""
-        meta = manifest["metadata"]
-        body = dict(manifest, metadata={"generateName": f"{meta['name']}-", "namespace": namespace,
-                                        "labels": meta.get("labels") or {}, "annotations": meta.get("annotations") or {}})
-        return self.request("POST", collection_path(manifest["apiVersion"], manifest["kind"], namespace),
-                            describe_object(manifest),
-                            [("dryRun", "All"), ("fieldValidation", "Strict"), ("fieldManager", FIELD_MANAGER)],
-                            body)
-
     def delete(self, path, what):
         try:
             return self.request("DELETE", path, what, body={"propagationPolicy": "Background"})

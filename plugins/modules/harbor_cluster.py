@@ -701,7 +701,10 @@ dropped_fields:
   elements: str
   sample: [spec.core.maxIdleConnections]
 validation:
-  description: How check mode validated the change with the API server.
+  description: >-
+    How check mode validated the change: a server-side apply dry run in the tenant's namespace, or, for a tenant
+    whose namespace does not exist yet, the installed CRD's schema (check mode sends nothing outside the tenant's
+    namespace).
   returned: check mode, when the cluster would change
   type: str
   sample: server-side apply dry run

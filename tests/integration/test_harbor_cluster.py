@@ -189,7 +189,7 @@ def test_create_check_mode_then_healthy_then_unchanged(run_module, lab_env, kube
 
     check = run_module("harbor_cluster", args, check=True, diff=True)
     assert check["changed"] is True and not check.get("failed"), check
-    assert check["validation"].startswith("dry-run create")
+    assert check["validation"].startswith("checked against the installed harborclusters.goharbor.io schema")
     assert "create HarborCluster harbor-{0}/{0}".format(tenant) in check["actions"]
     assert kube.namespace(tenant) is None and kube.cluster(tenant) is None  # nothing written
     assert check["diff"]["after"]["secrets"][f"{tenant}-database"] == {"postgres-password": "created",

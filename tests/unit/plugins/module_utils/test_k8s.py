@@ -633,12 +633,6 @@ class FakeKube:
                 {"manager": "harborfleet", "operation": "Apply", "fieldsV1": to_fields(k8s._compared(manifest))}])))
         return manifest
 
-    def create_dry_run(self, manifest, namespace):
-        self.dry_runs.append((manifest, namespace))
-        if self.fail_dry_run:
-            raise self.fail_dry_run
-        return manifest
-
     def delete(self, path, what):
         self.deleted.append(path)
         self.objects.pop(path, None)
@@ -738,9 +732,17 @@ def test_an_option_change_updates_the_cluster_and_a_removed_option_is_removed(ma
 def test_check_mode_dry_runs_only_changing_clusters_and_reports_server_errors(main_crd):
     kube = FakeKube(main_crd)
     backend, [plan] = converge(kube, [k8s.HarborClusterSpec(params())], check_mode=True)
-    assert kube.applied == [] and len(kube.dry_runs) == 1 and kube.dry_runs[0][1] == "default"
-    assert plan.result["validation"].startswith("dry-run create")
+    # a new tenant: its namespace does not exist, and nothing is sent outside it (not even a dry run)
+    assert kube.applied == [] and kube.dry_runs == []
+    assert plan.result["validation"].startswith("checked against the installed harborclusters.goharbor.io schema")
     assert plan.changes
+    _backend, [err] = converge(kube, [k8s.HarborClusterSpec(params(spec_overrides={
+        "logLevel": "verbose", "core": {"replicas": -1}}))], check_mode=True)
+    assert isinstance(err, tuple) or isinstance(err, Exception), err
+    message = str(err[1] if isinstance(err, tuple) else err)
+    assert 'spec.logLevel: Unsupported value: "verbose"' in message
+    assert "spec.core.replicas in body should be greater than or equal to 0" in message
+    assert kube.dry_runs == []
     converge(kube, [k8s.HarborClusterSpec(params())])
     kube.dry_runs.clear()
     converge(kube, [k8s.HarborClusterSpec(params())], check_mode=True)
