@@ -17,9 +17,10 @@ from ansible_collections.harborfleet.fleet.plugins.module_utils._common import (
 from ansible_collections.harborfleet.fleet.plugins.module_utils._harbor_spec import (
     API_VERSION, CRD_NAME, HARBOR_CLASS_ANNOTATION, KIND, CrdSchema, build_cluster, fit_to_schema)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import (
-    MANAGED_BY_SELECTOR, TENANT_LABEL, KubeApiError, KubeClient, collection_path, matches, pending_removals,
+    MANAGED_BY_SELECTOR, TENANT_LABEL, KubeClient, collection_path, managed_by_us, matches, pending_removals,
     tenant_selector)
-from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import Tenant, generate_password
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
+    MANAGED_BY_LABEL, MANAGER, Tenant, generate_password)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant_secrets import (
     SECRET_KEYS, SECRET_OPTIONS, build_namespace, plan_apply, plan_secret)
 
@@ -342,6 +343,14 @@ class HarborClusterBackend:
 
     def _plan_absent(self, spec, state, plan):
         live = state.cluster
+        foreign = [f"{what} {name}" for what, name, obj in (
+            (KIND, f"{spec.namespace}/{spec.name}", live),
+            ("namespace", spec.namespace, state.namespace if spec.delete_namespace else None))
+            if obj is not None and not managed_by_us(obj, spec.key)]
+        if foreign:
+            raise FleetError(f"{' and '.join(foreign)} of tenant {spec.key} lack the labels {MANAGED_BY_LABEL}="
+                             f"{MANAGER} and {TENANT_LABEL}={spec.key} the collection puts on what it creates, so "
+                             "it does not delete them: nothing was deleted for this tenant")
         plan.before = {"cluster": None if live is None else _cluster_view(live),
                        "namespace": None if state.namespace is None else {"name": spec.namespace}}
         plan.after = {"cluster": None,

@@ -346,6 +346,13 @@ def describe_object(manifest):
     return f"{manifest['kind']} {where}"
 
 
+def managed_by_us(obj, tenant_id):
+    """Whether ``obj`` carries the labels the collection writes on what it creates for ``tenant_id``: the only
+    objects it deletes."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get(MANAGED_BY_LABEL) == MANAGER and labels.get(TENANT_LABEL) == tenant_id
+
+
 def tenant_selector(tenant_ids):
     """One label selector for a set of tenants (small runs) or the whole managed fleet."""
     if tenant_ids and len(tenant_ids) <= SMALL_RUN:

@@ -367,6 +367,21 @@ def test_delete_of_a_live_cluster_waits_until_it_is_gone(run_module, lab_env, ku
     assert kube.cluster(tenant) is None
 
 
+def test_a_cluster_without_the_collections_labels_is_not_deleted(run_module, lab_env, kube, unique, cleanup):
+    tenant = f"hx-{unique}"
+    cleanup(tenant)
+    assert run_module("harbor_cluster", cluster_args(lab_env, tenant))["changed"] is True
+    kube.custom.patch_namespaced_custom_object(GROUP, VERSION, f"harbor-{tenant}", PLURAL, tenant, {"metadata": {
+        "labels": {"app.kubernetes.io/managed-by": "someone-else"}}}, _content_type="application/merge-patch+json")
+    absent = {"kubeconfig": lab_env["LAB_KUBECONFIG"], "tenant": tenant, "state": "absent", "delete_namespace": True}
+    for check in (True, False):
+        refused = run_module("harbor_cluster", absent, check=check)
+        assert refused.get("failed") is True, refused
+        assert f"HarborCluster harbor-{tenant}/{tenant} of tenant {tenant} lack the labels" in refused["msg"]
+    assert kube.cluster(tenant)["metadata"].get("deletionTimestamp") is None
+    assert kube.namespace(tenant).metadata.deletion_timestamp is None
+
+
 # --------------------------------------------------------------------------- a fleet
 
 def test_info_counts_a_fleet_of_twenty(run_module, lab_env, kube, deps, unique, cleanup):

@@ -790,6 +790,20 @@ def test_absent_deletes_the_cluster_and_only_on_request_the_namespace(main_crd):
     assert plan.changes == []
 
 
+def test_absent_deletes_nothing_the_collection_did_not_label_as_its_own(main_crd):
+    kube = FakeKube(main_crd)
+    converge(kube, [k8s.HarborClusterSpec(params())])
+    live = kube.objects[k8s.cluster_path("harbor-acme", "acme")]
+    live["metadata"]["labels"] = {"app": "someone-elses"}
+    absent = k8s.HarborClusterSpec({"tenant": "acme"}, "absent", delete_namespace=True)
+    _backend, [err] = converge(kube, [absent])
+    assert isinstance(err, FleetError) and "HarborCluster harbor-acme/acme" in str(err)
+    assert "app.kubernetes.io/managed-by=harborfleet" in str(err) and kube.deleted == []
+    live["metadata"]["labels"] = {"app.kubernetes.io/managed-by": "harborfleet", "harborfleet.io/tenant": "acme"}
+    _backend, [plan] = converge(kube, [absent])
+    assert len(kube.deleted) == 2
+
+
 def test_finalize_waits_for_the_readiness_rule_and_reports_conditions(main_crd, monkeypatch):
     kube = FakeKube(main_crd)
     backend, [plan] = converge(kube, [k8s.HarborClusterSpec(params())], wait=True, wait_timeout=3)
