@@ -42,7 +42,8 @@ except ImportError:  # pragma: no cover - ansible-core depends on PyYAML
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError, TenantInputError
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     DEFAULT_BUCKET_PREFIX, DEFAULT_CAPACITY, DEFAULT_PG_PORT, DEFAULT_PG_SSL_MODE, DEFAULT_REDIS_PORT_BASE,
-    DEFAULT_S3_REGION, DEFAULT_S3_WAIT_TIMEOUT, EPHEMERAL_PORTS, Tenant, validate_dns_label, validate_tenant_id)
+    DEFAULT_S3_REGION, DEFAULT_S3_WAIT_TIMEOUT, EPHEMERAL_PORTS, Tenant, check_spec_overrides, validate_dns_label,
+    validate_tenant_id)
 
 PLACED_TIERS = ("kubernetes", "postgres", "sentinel_groups", "s3")
 PLACEMENT_KEYS = {"kubernetes": "kubernetes", "postgres": "postgres", "sentinel_groups": "sentinel_group", "s3": "s3"}
@@ -245,6 +246,10 @@ class Fleet:
             tenant = dict(self.defaults)
             tenant.pop("domain", None)
             tenant.update(item)
+            try:
+                check_spec_overrides(item.get("overrides"), f"{where}.overrides")
+            except TenantInputError as exc:
+                errors.append(str(exc))
             plan = tenant.get("plan")
             if plan is not None and plan not in self.plans:
                 errors.append(f"{where}.plan: unknown plan {plan!r} (plans: {', '.join(sorted(self.plans)) or 'none'})")

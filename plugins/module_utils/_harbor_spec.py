@@ -13,7 +13,7 @@ import re
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError, TenantInputError, deep_merge
 from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import _leaf_paths
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
-    Tenant, is_url_safe_password, validate_bucket_name, validate_db_prefix, validate_dns_label, validate_master_set)
+    Tenant, check_spec_overrides, is_url_safe_password, validate_bucket_name, validate_db_prefix, validate_dns_label, validate_master_set)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant_secrets import SECRET_OPTIONS
 
 GROUP = "goharbor.io"
@@ -215,10 +215,7 @@ class HarborClusterSpec:
                 raise TenantInputError(f"replicas.{component}", f"{value!r} is not a number") from None
         self.max_idle = _int_at_least(params.get("core_max_idle_connections"), "core_max_idle_connections", 0)
         self.max_open = _int_at_least(params.get("core_max_open_connections"), "core_max_open_connections", 0)
-        overrides = params.get("spec_overrides")
-        if overrides is not None and not isinstance(overrides, dict):
-            raise TenantInputError("spec_overrides", "must be a dictionary")
-        self.spec_overrides = overrides or {}
+        self.spec_overrides = check_spec_overrides(params.get("spec_overrides"))
 
     def _password(self, purpose, value):
         if value is None:

@@ -121,6 +121,41 @@ def validate_master_set(value, field="master_set"):
     return value
 
 
+# HarborCluster fields the tenant model derives: where the tenant's database, cache, bucket, admin password and
+# hostnames are. An override may not set or remove them (nor their parents), or a tenant could be pointed at
+# another tenant's database, master set, bucket or hostname.
+_PG, _REDIS, _S3 = ("database", "spec", "postgresql"), ("cache", "spec", "redis"), ("storage", "spec", "s3")
+MODEL_OWNED_SPEC_FIELDS = (
+    ("database", "kind"), _PG + ("hosts",), _PG + ("username",), _PG + ("passwordRef",), _PG + ("prefix",),
+    ("cache", "kind"), _REDIS + ("host",), _REDIS + ("port",), _REDIS + ("sentinelMasterSet",),
+    _REDIS + ("passwordRef",),
+    ("storage", "kind"), _S3 + ("bucket",), _S3 + ("regionendpoint",), _S3 + ("region",), _S3 + ("accesskey",),
+    _S3 + ("secretkeyRef",),
+    ("harborAdminPasswordRef",), ("externalURL",), ("expose", "core", "ingress", "host"),
+    ("expose", "notary", "ingress", "host"))
+
+
+def check_spec_overrides(overrides, field="spec_overrides"):
+    """Refuse overrides that are not a mapping or that touch a field the tenant model owns, naming the field."""
+    if overrides is None:
+        return {}
+    if not isinstance(overrides, dict):
+        raise TenantInputError(field, "must be a mapping of HarborCluster spec fields")
+
+    def walk(node, path):
+        for key, value in node.items():
+            here = path + (str(key),)
+            for owned in MODEL_OWNED_SPEC_FIELDS:
+                if here == owned[:len(here)] and (len(here) == len(owned) or not isinstance(value, dict)):
+                    raise TenantInputError(field, f"spec.{'.'.join(here)} is set by the fleet from the tenant's "
+                                                  f"placement and names (spec.{'.'.join(owned)}); overrides may not "
+                                                  "change it")
+            if isinstance(value, dict):
+                walk(value, here)
+    walk(overrides, ())
+    return overrides
+
+
 def generate_password(length=40):
     """A URL-safe password (letters and digits only): the operator breaks on URL-special characters."""
     return "".join(secrets.SystemRandom().choices(PASSWORD_ALPHABET, k=length))

@@ -572,6 +572,10 @@ options:
     description:
       - Merged last, recursively, into C(spec), for anything the options do not model. A V(null) value removes a
         field. Fields the installed CRD does not have are refused.
+      - Fields the tenant model derives are refused, so no override can point a tenant at another tenant's
+        database, master set, bucket or hostname, before anything is changed - the database's and cache's C(kind),
+        hosts, user, prefix, master set and password references, the bucket, endpoint, region and keys of the
+        storage, C(harborAdminPasswordRef), C(externalURL) and the ingress hosts (or any parent of them).
     type: dict
 notes:
   - In the list form, tenants are changed O(concurrency) at a time over one connection pool; with O(wait) each

@@ -81,6 +81,16 @@ def test_removed_tenants_keep_their_record_and_load_until_forgotten():
     (["Bad_Id"], "tenants[0].id"),
     ([{"id": "a", "plan": "huge"}], "unknown plan 'huge'"),
     ([{"id": "a", "colour": "red"}], "unknown keys colour"),
+    # overrides may not point a tenant at another tenant's bucket, master set, database or hostname
+    ([{"id": "a", "overrides": {"storage": {"spec": {"s3": {"bucket": "harbor-b"}}}}}],
+     "tenants[0].overrides: spec.storage.spec.s3.bucket is set by the fleet"),
+    ([{"id": "a", "overrides": {"cache": {"spec": {"redis": {"sentinelMasterSet": "harbor-b"}}}}}],
+     "tenants[0].overrides: spec.cache.spec.redis.sentinelMasterSet"),
+    ([{"id": "a", "overrides": {"database": None}}], "tenants[0].overrides: spec.database is set by the fleet"),
+    ([{"id": "a", "overrides": {"expose": {"core": {"ingress": {"host": "b.registry.example.test"}}}}}],
+     "spec.expose.core.ingress.host is set by the fleet"),
+    ([{"id": "a", "overrides": {"expose": None}}], "spec.expose is set by the fleet"),
+    ([{"id": "a", "overrides": ["logLevel", "debug"]}], "tenants[0].overrides: must be a mapping"),
 ])
 def test_invalid_tenants_are_named(tenants, message):
     with pytest.raises(FleetError) as err:
@@ -375,3 +385,8 @@ def test_logins_files_are_read_by_tier(tmp_path):
         read_logins("kubernetes", {"HARBORFLEET_KUBERNETES_LOGINS": str(path)})
     with pytest.raises(FleetError, match="HARBORFLEET_S3_LOGINS must map each s3 member"):
         read_logins("s3", {"HARBORFLEET_S3_LOGINS": str(path)})
+
+
+def test_overrides_of_fields_the_model_does_not_own_are_kept():
+    fleet = Fleet(fleet_data([{"id": "a", "overrides": {"logLevel": "debug", "expose": {"core": {"tls": None}}}}]))
+    assert fleet.tenant_vars(fleet.tenants[0], {})["harbor_overrides"]["logLevel"] == "debug"

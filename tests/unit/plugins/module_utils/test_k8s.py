@@ -901,3 +901,16 @@ def test_a_task_naming_its_cluster_takes_nothing_from_the_environment():
         {"kubeconfig": "/eu.kubeconfig", "host": None, "context": None}
     assert k8s.with_environment({"host": "https://eu:6443", "api_key": None}, env) == \
         {"host": "https://eu:6443", "api_key": None}
+
+
+@pytest.mark.parametrize("overrides, path", [
+    ({"database": {"spec": {"postgresql": {"prefix": "other_"}}}}, "spec.database.spec.postgresql.prefix"),
+    ({"storage": {"spec": {"s3": {"regionendpoint": "https://elsewhere"}}}}, "spec.storage.spec.s3.regionendpoint"),
+    ({"harborAdminPasswordRef": "b-admin"}, "spec.harborAdminPasswordRef"),
+    ({"externalURL": "https://b.example.test"}, "spec.externalURL"),
+    ({"expose": {"notary": {"ingress": {"host": "notary.b.example.test"}}}}, "spec.expose.notary.ingress.host"),
+])
+def test_spec_overrides_may_not_touch_what_the_tenant_model_owns(overrides, path):
+    with pytest.raises(TenantInputError) as err:
+        k8s.HarborClusterSpec(params(spec_overrides=overrides))
+    assert err.value.field == "spec_overrides" and f"{path} is set by the fleet" in str(err.value)
