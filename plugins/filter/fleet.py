@@ -9,6 +9,7 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
     FleetError, batches, member_settings, retired_keys, storage_keys)
+from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres import password_matches, scram_verifier
 
 
 def fleet_batches(tenants, kind, secrets=None, keys=None, versions=None, extra=None, items=None):
@@ -39,7 +40,17 @@ def fleet_retired_keys(bucket_results):
         raise AnsibleFilterError(f"fleet_retired_keys: {exc}") from None
 
 
+def pg_scram_verifier(password, stored="", role=""):
+    """``stored`` when it already belongs to ``password``, else a new SCRAM-SHA-256 verifier of it (what PostgreSQL
+    stores; it accepts one in place of the plaintext, so the password itself never reaches the server)."""
+    if not isinstance(password, str) or not password:
+        raise AnsibleFilterError("pg_scram_verifier: the password must be a non-empty string")
+    if stored and password_matches(stored, password, role):
+        return stored
+    return scram_verifier(password)
+
+
 class FilterModule:
     def filters(self):
         return {"fleet_batches": fleet_batches, "fleet_member": fleet_member, "fleet_storage_keys": fleet_storage_keys,
-                "fleet_retired_keys": fleet_retired_keys}
+                "fleet_retired_keys": fleet_retired_keys, "pg_scram_verifier": pg_scram_verifier}
