@@ -212,6 +212,7 @@ class InstanceBackend:
             running = (active.get(spec.unit) == "active") if self.systemd else bool(_process_running(spec.pidfile))
             actual[spec.key] = {"base": base, "live": os.path.exists(spec.live), "dir": os.path.isdir(spec.dir),
                                 "running": running,
+                                "port_taken": spec.state == "present" and not running and _listening(spec),
                                 "files": [p for p in (spec.base, spec.live, spec.logfile, spec.pidfile)
                                           if os.path.exists(p)] + ([spec.dir] if os.path.isdir(spec.dir) else [])}
         return actual
@@ -226,6 +227,10 @@ class InstanceBackend:
             if actual["files"]:
                 plan.add(f"delete the files of {spec.name}", lambda _r: self._delete(spec))
             return plan
+        if actual.get("port_taken"):
+            raise FleetError(f"port {spec.port} on {spec.address} is held by another process while {spec.name} does "
+                             f"not run: nothing was changed for tenant {spec.key} (ss -ltnp 'sport = :{spec.port}' "
+                             "shows the holder; free the port or place the tenant elsewhere)")
         after = {"state": "present", "running": True, "port": spec.port, "replicaof": spec.replicaof or None}
         before.update(port=spec.port if actual["base"] is not None else None)
         plan = Plan(spec.key, before=before, after=after)
@@ -315,6 +320,15 @@ class InstanceBackend:
             if os.path.exists(path):
                 os.unlink(path)
         shutil.rmtree(spec.dir, ignore_errors=True)
+
+
+def _listening(spec):
+    """Does something accept connections on the instance's address and port?"""
+    try:
+        with socket.create_connection((spec.address, spec.port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def prepare(params, items):

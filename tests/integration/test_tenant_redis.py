@@ -93,7 +93,9 @@ def test_changed_settings_restart_and_a_taken_port_fails_only_its_tenant(host, r
         result = run_module("tenant_redis", dict(base, maxmemory="32mb", wait_timeout=3, tenants=tenants + [
             {"tenant": "rb", "port": spare, "password": PASSWORDS["rb"]}]))
     assert result["failed"] and result["failed_tenants"] == ["rb"]
-    assert "redis-rb.log" in result["results"][1]["msg"] and result["results"][0]["failed"] is False
+    assert "port %d on 127.0.0.1 is held by another process" % spare in result["results"][1]["msg"]
+    assert result["results"][0]["failed"] is False
+    assert not os.path.exists(os.path.join(base["config_dir"], "redis-rb.base.conf"))  # nothing written for rb
     removed = run_module("tenant_redis", dict(base, tenants=[{"tenant": t, "state": "absent"} for t in PASSWORDS]))
     assert removed["changed"] and not os.path.exists(os.path.join(base["data_dir"], "redis-ra"))
     assert cli(pa, PASSWORDS["ra"], "PING")[0] != 0

@@ -41,6 +41,7 @@ def host(tmp_path, monkeypatch):
     """A backend whose daemons are fakes: started ones 'run' and 'listen'."""
     running = set()
     monkeypatch.setattr(ri, "_process_running", lambda pidfile: 4242 if pidfile in running else None)
+    monkeypatch.setattr(ri, "_listening", lambda spec: False)
     run = FakeRun()
     p = params(tmp_path)
     backend = ri.InstanceBackend(p, run)
@@ -160,3 +161,14 @@ def test_prepare_checks_the_real_hosts_range(tmp_path):
     with pytest.raises(TenantInputError) as err:
         ri.prepare(params(tmp_path), [item("acme", port=low + 1)])
     assert err.value.field == "port" and "ephemeral" in str(err.value)
+
+
+def test_a_port_another_process_holds_fails_that_tenant_before_anything_changes(host, monkeypatch):
+    p, backend, run = host
+    monkeypatch.setattr(ri, "_listening", lambda spec: spec.port == 7001)
+    specs = ri.prepare(p, [item("acme"), item("globex", port=7001)])
+    actual = backend.read(specs)
+    assert backend.plan(specs[0], actual["acme"]).changes
+    with pytest.raises(ri.FleetError, match="port 7001 on 127.0.0.1 is held by another process while redis-globex"):
+        backend.plan(specs[1], actual["globex"])
+    assert run.calls == [] and not os.path.exists(specs[1].dir)
