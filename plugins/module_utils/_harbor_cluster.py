@@ -22,7 +22,7 @@ from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client impo
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     MANAGED_BY_LABEL, MANAGER, Tenant, generate_password)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant_secrets import (
-    SECRET_KEYS, SECRET_OPTIONS, build_namespace, plan_apply, plan_secret)
+    SECRET_KEYS, SECRET_OPTIONS, build_namespace, plan_apply, plan_namespace, plan_secret)
 
 
 # --------------------------------------------------------------------------- readiness and waiting
@@ -93,8 +93,13 @@ def read_crd_schema(kube):
     return CrdSchema(crd)
 
 
-def list_clusters(kube, namespace=None, label_selector=None):
-    return kube.list(collection_path(API_VERSION, KIND, namespace), f"list {KIND}s", label_selector)
+def list_clusters(kube, namespace=None, label_selector=None, tenant_ids=None):
+    """One namespace's HarborClusters, or those of the tenant namespaces the label selector finds (of these
+    tenants only, when given)."""
+    if namespace:
+        return kube.list(collection_path(API_VERSION, KIND, namespace), f"list {KIND}s", label_selector)
+    namespaces = None if tenant_ids is None else [Tenant(tid, bucket_prefix="").namespace for tid in tenant_ids]
+    return kube.list_across(API_VERSION, KIND, f"list {KIND}s", label_selector, namespaces)
 
 
 def read_clusters(kube, tenant=None, tenants=None, label_selector=None, namespace=None):
@@ -113,7 +118,7 @@ def read_clusters(kube, tenant=None, tenants=None, label_selector=None, namespac
         if not wanted:
             return dict(clusters=[], counts=fleet_counts([]))
         selectors.append(tenant_selector(sorted(wanted)))
-    items = list_clusters(kube, namespace, ",".join(dict.fromkeys(selectors)) or None)
+    items = list_clusters(kube, namespace, ",".join(dict.fromkeys(selectors)) or None, wanted)
     clusters = sorted((summarize_cluster(obj) for obj in items), key=lambda c: (c["namespace"] or "", c["name"] or ""))
     if wanted is not None:
         clusters = [c for c in clusters if c["tenant"] in wanted]
@@ -179,7 +184,8 @@ class HarborClusterBackend:
         if present:
             wanted_secrets = {(spec.namespace, spec.tenant.secret_name(p)): (spec, p)
                               for spec in present for p in SECRET_KEYS}
-            for secret in self.kube.list("/api/v1/secrets", "list secrets", selector):
+            found_ns = [spec.namespace for spec in present if self.states[spec.key].namespace is not None]
+            for secret in self.kube.list_across("v1", "Secret", "list secrets", selector, found_ns):
                 found = wanted_secrets.get((secret["metadata"].get("namespace"), secret["metadata"]["name"]))
                 if found is not None:
                     self.states[found[0].key].secrets[found[1]] = secret
@@ -209,7 +215,8 @@ class HarborClusterBackend:
                                                               f"get {KIND} {spec.namespace}/{spec.name}")
             return
         wanted = {(spec.namespace, spec.name): spec for spec in specs}
-        for obj in list_clusters(self.kube):
+        found_ns = [spec.namespace for spec in specs if self.states[spec.key].namespace is not None]
+        for obj in self.kube.list_across(API_VERSION, KIND, f"list {KIND}s", namespaces=found_ns):
             meta = obj["metadata"]
             spec = wanted.get((meta.get("namespace"), meta.get("name")))
             if spec is not None:
@@ -276,9 +283,7 @@ class HarborClusterBackend:
         plan.before["namespace"] = None if ns_live is None else {"labels": (ns_live["metadata"].get("labels") or {})}
         plan.after["namespace"] = {"labels": dict((plan.before["namespace"] or {}).get("labels") or {},
                                                   **namespace["metadata"]["labels"])}
-        if ns_live is None or not matches(ns_live, namespace):
-            self._add_apply(plan, f"{'create' if ns_live is None else 'update'} namespace {spec.namespace}",
-                            namespace)
+        plan_namespace(plan, self.kube, spec.tenant, ns_live, self.force)
 
         secret_states = {}
         plan.before["secrets"], plan.after["secrets"] = {}, {}
@@ -498,7 +503,7 @@ def fleet_status(tenant_ids, params):
     wanted = set(tenant_ids)
     try:
         out = {}
-        for obj in list_clusters(kube, label_selector=tenant_selector(sorted(wanted))):
+        for obj in list_clusters(kube, label_selector=tenant_selector(sorted(wanted)), tenant_ids=wanted):
             summary = summarize_cluster(obj)
             if summary["tenant"] in wanted and summary["namespace"] == Tenant(summary["tenant"]).namespace:
                 out[summary["tenant"]] = {"status": summary["status"], "ready": summary["ready"],

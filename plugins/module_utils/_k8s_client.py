@@ -13,6 +13,7 @@ import json
 import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 try:
     from kubernetes import client as k8s_client
@@ -40,6 +41,11 @@ from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
 
 FIELD_MANAGER = MANAGER
 MANAGED_BY_SELECTOR = f"{MANAGED_BY_LABEL}={MANAGER}"
+# The ClusterRole an identity without cluster-wide access to Secrets gets in each tenant namespace it creates (one
+# RoleBinding named like it); the collection's RBAC manifests define it.
+TENANT_CLUSTER_ROLE = "harborfleet-tenant"
+NAMESPACE_PATH_RE = re.compile(r"^/api(?:s/[^/]+)?/v[^/]+/namespaces/([^/]+)/")
+BINDING_SETTLE_SECONDS = 10  # how long a new RoleBinding may take to reach the API server's authorizer
 SMALL_RUN = 100  # up to this many tenants, LISTs select them by id instead of the whole fleet
 RETRY_STATUSES = (429, 502, 503, 504)
 
@@ -242,6 +248,9 @@ class KubeClient:
         self.timeout = params.get("request_timeout") or 30
         self.sleep = sleep
         self.calls = 0
+        self.allowed = {}   # (verb, group, resource) -> bool, from SelfSubjectAccessReviews
+        self.user = None    # this identity's user name, from a SelfSubjectReview
+        self.bound = {}     # namespace -> when this run bound TENANT_CLUSTER_ROLE there
 
     def close(self):
         try:
@@ -265,7 +274,15 @@ class KubeClient:
                 if exc.status in RETRY_STATUSES and attempt < RETRY_ATTEMPTS:
                     self.sleep(_retry_after(exc, retry_delay(attempt)))
                     continue
-                raise api_error(exc, what) from None
+                if exc.status == 403 and self._settling(path):
+                    self.sleep(0.2)  # the RoleBinding this run made is not in the authorizer yet
+                    continue
+                error = api_error(exc, what)
+                if exc.status == 403 and NAMESPACE_PATH_RE.match(path):
+                    error.args = (f"{error} (an identity without cluster-wide access to Secrets needs the ClusterRole "
+                                  f"{TENANT_CLUSTER_ROLE} bound in each tenant namespace; the collection binds it in "
+                                  "the namespaces it creates)",)
+                raise error from None
             except Urllib3Error as exc:
                 if attempt < RETRY_ATTEMPTS:
                     self.sleep(retry_delay(attempt))
@@ -296,6 +313,69 @@ class KubeClient:
             token = (result.get("metadata") or {}).get("continue")
             if not token:
                 return items
+
+    # access: least privilege
+    def may(self, verb, resource, group=""):
+        """May this identity ``verb`` ``resource`` in every namespace? (A SelfSubjectAccessReview, cached.)"""
+        key = (verb, group, resource)
+        if key not in self.allowed:
+            review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                      "spec": {"resourceAttributes": {"verb": verb, "group": group, "resource": resource}}}
+            answer = self.request("POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                                  f"check access to {verb} {resource}", body=review)
+            self.allowed[key] = bool((answer.get("status") or {}).get("allowed"))
+        return self.allowed[key]
+
+    def list_across(self, api_version, kind, what, label_selector=None, namespaces=None):
+        """The items of a namespaced kind in the tenants' namespaces: one cluster-wide LIST when this identity may,
+        else one LIST per existing tenant namespace the label selector finds (only those in ``namespaces`` when
+        given), a few at a time. So the collection never needs to read Secrets outside its tenants' namespaces."""
+        group = api_version.split("/")[0] if "/" in api_version else ""
+        if self.may("list", f"{kind.lower()}s", group):
+            return self.list(collection_path(api_version, kind), what, label_selector)
+        if namespaces is not None and not namespaces:
+            return []
+        existing = {ns["metadata"]["name"] for ns in self.list("/api/v1/namespaces", "list namespaces",
+                                                               label_selector or MANAGED_BY_SELECTOR)}
+        namespaces = sorted(existing if namespaces is None else existing & set(namespaces))
+        if not namespaces:
+            return []
+        with ThreadPoolExecutor(max_workers=min(8, len(namespaces))) as pool:
+            pages = pool.map(lambda ns: self.list(collection_path(api_version, kind, ns), f"{what} in {ns}",
+                                                  label_selector), namespaces)
+            return [item for page in pages for item in page]
+
+    def grant_tenant_role(self, namespace):
+        """In a tenant namespace this run created: bind TENANT_CLUSTER_ROLE to this identity when it lacks
+        cluster-wide access to Secrets (an administrator needs nothing). Returns whether it bound."""
+        if self.may("create", "secrets"):
+            return False
+        if self.user is None:
+            review = self.request("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", "find this identity",
+                                  body={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
+            self.user = ((review.get("status") or {}).get("userInfo") or {}).get("username")
+            if not self.user:
+                raise FleetError("the API server did not say who this identity is (SelfSubjectReview), so the "
+                                 f"ClusterRole {TENANT_CLUSTER_ROLE} cannot be bound in new tenant namespaces")
+        binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                   "metadata": {"name": TENANT_CLUSTER_ROLE, "namespace": namespace,
+                                "labels": {MANAGED_BY_LABEL: MANAGER}},
+                   "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                               "name": TENANT_CLUSTER_ROLE},
+                   "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": self.user}]}
+        try:
+            self.request("POST", f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}/rolebindings",
+                         f"bind ClusterRole {TENANT_CLUSTER_ROLE} in namespace {namespace}", body=binding)
+        except KubeApiError as exc:
+            if exc.status != 409:
+                raise
+        self.bound[namespace] = time.monotonic()
+        return True
+
+    def _settling(self, path):
+        found = NAMESPACE_PATH_RE.match(path)
+        since = self.bound.get(found.group(1)) if found else None
+        return since is not None and time.monotonic() - since < BINDING_SETTLE_SECONDS
 
     # writes
     def apply(self, manifest, force=False, dry_run=False):

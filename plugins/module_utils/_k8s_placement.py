@@ -119,6 +119,7 @@ def record(kube, tenant_id, placement, fleet_name):
                                  "annotations": {PLACEMENT_ANNOTATION: body}}}
         try:
             kube.request("POST", "/api/v1/namespaces", f"record the placement of {tenant_id}", query, manifest)
+            kube.grant_tenant_role(tenant.namespace)
             return True
         except KubeApiError as exc:
             if exc.status != 409:

@@ -17,7 +17,7 @@ from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import Pl
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import (
     FleetError, TenantInputError, describe_error)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import (
-    FIELD_MANAGER, KubeClient, b64, describe_object, k8s_client, matches, tenant_selector)
+    FIELD_MANAGER, TENANT_CLUSTER_ROLE, KubeClient, b64, describe_object, k8s_client, matches, tenant_selector)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     Tenant, generate_password, is_url_safe_password)
 
@@ -52,6 +52,24 @@ def plan_apply(plan, kube, action, manifest, force=False):
     """Add a server-side apply of ``manifest`` to ``plan`` (the record names the object, never its data)."""
     plan.add(action, lambda _resource: kube.apply(manifest, force=force),
              f"server-side apply {describe_object(manifest)} (field manager {FIELD_MANAGER}{', force' if force else ''})")
+
+
+def plan_namespace(plan, kube, tenant, live, force=False):
+    """Add the tenant's namespace to ``plan`` when it is missing or its labels differ. A namespace this run creates
+    also gets the tenant ClusterRole bound to this identity when it has no cluster-wide access to Secrets."""
+    manifest = build_namespace(tenant)
+    if live is not None and matches(live, manifest):
+        return
+    if live is not None:
+        plan_apply(plan, kube, f"label namespace {tenant.namespace}", manifest, force)
+        return
+
+    def create(_resource):
+        kube.apply(manifest, force=force)
+        kube.grant_tenant_role(tenant.namespace)
+    plan.add(f"create namespace {tenant.namespace}", create,
+             f"server-side apply {describe_object(manifest)} (field manager {FIELD_MANAGER}{', force' if force else ''})"
+             f", then bind ClusterRole {TENANT_CLUSTER_ROLE} there if this identity needs it")
 
 
 def plan_secret(plan, kube, tenant, purpose, value, live, note="", force=False):
@@ -136,7 +154,8 @@ class TenantSecretsBackend:
                                                                           selector)}
         wanted = {(spec.namespace, spec.tenant.secret_name(p)): (spec.key, p) for spec in specs for p in SECRET_KEYS}
         found = {spec.key: {"namespace": namespaces.get(spec.namespace), "secrets": {}} for spec in specs}
-        for secret in self.kube.list("/api/v1/secrets", "list secrets", selector):
+        existing = [spec.namespace for spec in specs if spec.namespace in namespaces]
+        for secret in self.kube.list_across("v1", "Secret", "list secrets", selector, existing):
             hit = wanted.get((secret["metadata"].get("namespace"), secret["metadata"]["name"]))
             if hit is not None:
                 found[hit[0]]["secrets"][hit[1]] = secret
@@ -145,10 +164,7 @@ class TenantSecretsBackend:
     def plan(self, spec, state):
         plan = Plan(spec.key, record_key=self.record_key)
         plan.result["namespace"] = spec.namespace
-        namespace = build_namespace(spec.tenant)
-        if state["namespace"] is None or not matches(state["namespace"], namespace):
-            plan_apply(plan, self.kube, f"{'create' if state['namespace'] is None else 'label'} namespace "
-                                        f"{spec.namespace}", namespace)
+        plan_namespace(plan, self.kube, spec.tenant, state["namespace"])
         states = {}
         for purpose in dict.fromkeys(spec.ensure + list(spec.values) + spec.rotate):
             live = state["secrets"].get(purpose)

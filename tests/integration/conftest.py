@@ -52,7 +52,7 @@ def read_lab_env():
         return json.load(handle)
 
 
-def lab_tiers(env, redis_port_base, bucket_prefix):
+def lab_tiers(env, redis_port_base, bucket_prefix, capacity=20):
     """The lab's tiers as a fleet file lists them: its PostgreSQL and S3 store, and the lab's Redis tier machines
     (three logical hosts, as in fleets/lab/fleet.yml) with this fleet's Redis ports."""
     hosts = [{"name": "lab-redis-1", "address": "127.0.0.1", "sentinel_port": lab_port(env, 31580)},
@@ -63,7 +63,7 @@ def lab_tiers(env, redis_port_base, bucket_prefix):
     return {
         "postgres": [{"name": "lab-pg", "host": env["LAB_PG_HOST"], "port": int(env["LAB_PG_PORT"]),
                       "ssl_mode": "disable"}],
-        "sentinel_groups": [{"name": "lab-sg", "capacity": 20, "redis_port_base": lab_port(env, redis_port_base),
+        "sentinel_groups": [{"name": "lab-sg", "capacity": capacity, "redis_port_base": lab_port(env, redis_port_base),
                              "hosts": hosts}],  # sentinels: the hosts' addresses
         "s3": [{"name": "lab-s3", "endpoint": env["LAB_S3_ENDPOINT"], "region": env["LAB_S3_REGION"],
                 "bucket_prefix": bucket_prefix, "wait_timeout": 0}],
@@ -71,14 +71,14 @@ def lab_tiers(env, redis_port_base, bucket_prefix):
 
 
 def write_fleet(fleet_dir, ids, version="2.6.4", redis_port_base=31680, bucket_prefix="up-harbor-",
-                domain="upgrade.lab.test"):
+                domain="upgrade.lab.test", capacity=20):
     """A fleet file on the lab's services (and the inventory source that reads it) in ``fleet_dir``."""
     import yaml
     fleet = {
         "name": os.path.basename(os.path.normpath(fleet_dir)).lower().replace("_", "-")[:63].strip("-"),
         "defaults": {"plan": "small", "region": "lab", "harbor_version": version, "domain": domain},
         "plans": {"small": {"redis_maxmemory": "16mb"}},
-        "tiers": lab_tiers(read_lab_env(), redis_port_base, bucket_prefix),
+        "tiers": lab_tiers(read_lab_env(), redis_port_base, bucket_prefix, capacity),
         "tenants": [{"id": tid} for tid in ids],
     }
     with open(os.path.join(fleet_dir, "fleet.yml"), "w", encoding="utf-8") as handle:

@@ -25,28 +25,35 @@ SKIP = {".git", ".venv", ".lab", ".build", ".ansible", "tests", "__pycache__", "
 
 @pytest.fixture(scope="module")
 def token(kube_client):
-    """A ServiceAccount and a token for it: what the Kubernetes credential of a job carries."""
-    from kubernetes import client
-    core, rbac = client.CoreV1Api(kube_client), client.RbacAuthorizationV1Api(kube_client)
-    name = "harborfleet-awx-test"
-    try:
-        core.create_namespaced_service_account("default", {"metadata": {"name": name}})
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
-    try:
-        rbac.create_cluster_role_binding({"metadata": {"name": name},
-                                          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                                                      "name": "cluster-admin"},
-                                          "subjects": [{"kind": "ServiceAccount", "name": name,
-                                                        "namespace": "default"}]})
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
-    request = core.create_namespaced_service_account_token(name, "default", {"spec": {"expirationSeconds": 7200}})
+    """The collection's RBAC manifests applied as shipped, and a token of their ServiceAccount: what the Kubernetes
+    credential of a job carries. Every job runs with exactly those permissions (no Secrets outside tenant
+    namespaces, nothing cluster-wide but namespaces and the CRD)."""
+    from kubernetes import client, utils
+    with open(os.path.join(ROOT, "docs", "rbac", "harborfleet.yml"), encoding="utf-8") as handle:
+        for doc in yaml.safe_load_all(handle):
+            try:
+                utils.create_from_dict(kube_client, doc)
+            except utils.FailToCreateError as exc:
+                if any(error.status != 409 for error in exc.api_exceptions):
+                    raise
+    core = client.CoreV1Api(kube_client)
+    request = core.create_namespaced_service_account_token("harborfleet", "harborfleet-system",
+                                                           {"spec": {"expirationSeconds": 7200}})
     yield request.status.token
-    rbac.delete_cluster_role_binding(name)
-    core.delete_namespaced_service_account(name, "default")
+
+
+def test_the_jobs_identity_cannot_read_secrets_outside_tenant_namespaces(kube_client, token):
+    from kubernetes import client
+    config = client.Configuration()
+    config.host, config.ssl_ca_cert = kube_client.configuration.host, kube_client.configuration.ssl_ca_cert
+    config.api_key = {"authorization": f"Bearer {token}"}
+    core = client.CoreV1Api(client.ApiClient(config))
+    for attempt in (core.list_secret_for_all_namespaces, lambda: core.list_namespaced_secret("kube-system"),
+                    lambda: core.list_namespaced_secret("harborfleet-system")):
+        with pytest.raises(client.ApiException) as denied:
+            attempt()
+        assert denied.value.status == 403  # the API server's own refusal
+    assert core.list_namespace(label_selector="app.kubernetes.io/managed-by=harborfleet") is not None
 
 
 @pytest.fixture(scope="module")

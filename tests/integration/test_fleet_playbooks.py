@@ -104,6 +104,43 @@ def test_backup_writes_verified_private_dumps_with_one_stamp(fleet_dir, tmp_path
         assert oct(folder.stat().st_mode)[-3:] == "700", folder
 
 
+def test_a_full_sentinel_group_stops_its_tenants_before_any_database_or_bucket(fleet_dir, tmp_path, lab_env,
+                                                                               s3_admin, kube_client):
+    """Another fleet shares the lab's sentinel group, which already monitors this module's four master sets; with
+    a capacity of 2 the group cannot take one more. The registration's checks run before any instance, database or
+    bucket is made: the tenant gets none of them, and the run names it."""
+    import socket
+    import botocore.exceptions
+    import psycopg2
+    from kubernetes import client as k8s
+    path = str(tmp_path / "full-group")
+    os.makedirs(path)
+    write_fleet(path, ["cap-a"], redis_port_base=31690, bucket_prefix="cap-harbor-", capacity=2)
+    try:
+        rc, out = playbook(path, "deploy_fleet.yml")
+        assert rc != 0, out[-4000:]
+        assert "sentinel group 'lab-sg' monitors" in out and "would overfill it" in out, out[-4000:]
+        assert "Left out because a host of their sentinel group failed" in out and "cap-a" in out
+        conn = psycopg2.connect(host=lab_env["LAB_PG_HOST"], port=int(lab_env["LAB_PG_PORT"]),
+                                user=lab_env["LAB_PG_USER"], password=lab_env["LAB_PG_PASSWORD"], dbname="postgres")
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_database WHERE datname = 'cap_a_core'")
+                assert cur.fetchone()[0] == 0
+        finally:
+            conn.close()
+        with pytest.raises(botocore.exceptions.ClientError):
+            s3_admin.head_bucket(Bucket="cap-harbor-cap-a")
+        with socket.socket() as probe:  # no instance was started for it
+            assert probe.connect_ex(("127.0.0.1", 31690 + int(lab_env.get("LAB_PORT_OFFSET", 0)))) != 0
+    finally:
+        try:
+            k8s.CoreV1Api(kube_client).delete_namespace("harbor-cap-a")
+        except k8s.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
 def test_a_fleet_file_that_does_not_parse_fails_the_run(tmp_path):
     (tmp_path / "fleet.yml").write_text("tenants: [{id: acme}\n  broken: [\n")
     (tmp_path / "fleet.tenants.yml").write_text("plugin: harborfleet.fleet.tenants\nfleet_file: fleet.yml\n")

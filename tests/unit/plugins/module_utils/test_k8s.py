@@ -616,6 +616,13 @@ class FakeKube:
             return self.crd
         return self.objects.get(path)
 
+    def list_across(self, api_version, kind, what, label_selector=None, namespaces=None):
+        return self.list(_k8s_client.collection_path(api_version, kind), what, label_selector)
+
+    def grant_tenant_role(self, namespace):
+        self.granted = getattr(self, "granted", []) + [namespace]
+        return False
+
     def list(self, path, what, label_selector=None):
         self.lists.append((path, label_selector))
         kind = {"/api/v1/namespaces": "Namespace", "/api/v1/secrets": "Secret"}.get(path, k8s.KIND)
@@ -914,3 +921,62 @@ def test_spec_overrides_may_not_touch_what_the_tenant_model_owns(overrides, path
     with pytest.raises(TenantInputError) as err:
         k8s.HarborClusterSpec(params(spec_overrides=overrides))
     assert err.value.field == "spec_overrides" and f"{path} is set by the fleet" in str(err.value)
+
+
+class ReviewingApi:
+    """Answers a KubeClient's raw requests like an API server with RBAC: SelfSubjectAccessReviews from ``allowed``,
+    a SelfSubjectReview, namespace and per-namespace lists, and RoleBinding creates."""
+
+    def __init__(self, allowed):
+        self.allowed = allowed
+        self.requests = []
+
+    def __call__(self, method, path, what, query=None, body=None, content_type="application/json"):
+        self.requests.append((method, path))
+        if path.endswith("/selfsubjectaccessreviews"):
+            attrs = body["spec"]["resourceAttributes"]
+            return {"status": {"allowed": (attrs["verb"], attrs["resource"]) in self.allowed}}
+        if path.endswith("/selfsubjectreviews"):
+            return {"status": {"userInfo": {"username": "system:serviceaccount:ops:harborfleet"}}}
+        if path == "/api/v1/namespaces":
+            return {"items": [{"metadata": {"name": "harbor-a"}}, {"metadata": {"name": "harbor-b"}}]}
+        if method == "GET":
+            found = _k8s_client.NAMESPACE_PATH_RE.match(path)
+            return {"items": [{"metadata": {"name": "x", "namespace": found.group(1) if found else "any"}}]}
+        if method == "POST" and path.endswith("/rolebindings"):
+            self.bindings = getattr(self, "bindings", []) + [body]
+            return body
+        raise AssertionError(path)
+
+
+def reviewing_client(allowed):
+    kube = _k8s_client.KubeClient({}, api_client=types.SimpleNamespace(configuration=None))
+    api = ReviewingApi(allowed)
+    kube.request = api
+    return kube, api
+
+
+def test_secrets_are_read_cluster_wide_only_by_an_identity_allowed_to():
+    kube, api = reviewing_client({("list", "secrets")})
+    kube.list_across("v1", "Secret", "list secrets", "t in (a)", ["harbor-a"])
+    assert [path for _m, path in api.requests] == ["/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                                                   "/api/v1/secrets"]
+    kube, api = reviewing_client(set())
+    items = kube.list_across("v1", "Secret", "list secrets", "t in (a,b)", ["harbor-b", "harbor-a"])
+    assert sorted(i["metadata"]["namespace"] for i in items) == ["harbor-a", "harbor-b"]
+    assert "/api/v1/secrets" not in [path for _m, path in api.requests]
+    assert {"/api/v1/namespaces/harbor-a/secrets", "/api/v1/namespaces/harbor-b/secrets"} <= {
+        path for _m, path in api.requests}
+    kube.list_across("goharbor.io/v1beta1", "HarborCluster", "list", "t in (a,b)")  # namespaces from their labels
+    assert "/apis/goharbor.io/v1beta1/namespaces/harbor-b/harborclusters" in [path for _m, path in api.requests]
+
+
+def test_a_new_namespace_binds_the_tenant_role_only_for_an_identity_without_cluster_wide_secrets():
+    kube, api = reviewing_client({("create", "secrets")})
+    assert kube.grant_tenant_role("harbor-a") is False and not hasattr(api, "bindings")
+    kube, api = reviewing_client(set())
+    assert kube.grant_tenant_role("harbor-a") is True
+    (binding,) = api.bindings
+    assert binding["metadata"]["namespace"] == "harbor-a" and binding["roleRef"]["name"] == "harborfleet-tenant"
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                                    "name": "system:serviceaccount:ops:harborfleet"}]

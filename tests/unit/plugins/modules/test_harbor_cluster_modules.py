@@ -32,6 +32,13 @@ class FakeKube:
     def get(self, path, what):
         return self.crd if path.endswith(k8s.CRD_NAME) else self.objects.get(path)
 
+    def list_across(self, api_version, kind, what, label_selector=None, namespaces=None):
+        return self.list(_k8s_client.collection_path(api_version, kind), what, label_selector)
+
+    def grant_tenant_role(self, namespace):
+        self.granted = getattr(self, "granted", []) + [namespace]
+        return False
+
     def list(self, path, what, label_selector=None):
         kind = {"/api/v1/namespaces": "Namespace", "/api/v1/secrets": "Secret"}.get(path, k8s.KIND)
         return [obj for obj in self.objects.values() if obj["kind"] == kind]
