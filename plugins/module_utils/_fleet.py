@@ -59,6 +59,30 @@ TENANT_KEYS = {"id", "plan", "region", "harbor_version", "external_url", "placem
                "labels"}
 
 
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # plans and regions: also inventory group names
+
+
+def _tenant_value_problems(tenant):
+    """(key, problem) for each tenant value of the wrong type or shape (defaults included), before any use."""
+    for key in ("plan", "region"):
+        value = tenant.get(key)
+        if value is not None and (not isinstance(value, str) or not NAME_RE.fullmatch(value)):
+            yield key, f"{value!r} is not a name (letters, digits, '.', '_', '-'; at most 63)"
+    version = tenant.get("harbor_version")
+    if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int, float))):
+        yield "harbor_version", f"{version!r} is not a version"
+    if tenant.get("external_url") is not None and not isinstance(tenant["external_url"], str):
+        yield "external_url", "must be a URL string"
+    if tenant.get("notary") is not None and not isinstance(tenant["notary"], bool):
+        yield "notary", "must be true or false"
+    labels = tenant.get("labels")
+    if labels is not None and (not isinstance(labels, dict)
+                               or not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items())):
+        yield "labels", "must be a mapping of strings to strings"
+    if tenant.get("placement") is not None and not isinstance(tenant["placement"], dict):
+        yield "placement", "must be a mapping of tier kinds to member names"
+
+
 def placement_path(fleet_path):
     """The placement record beside a fleet file: fleet.yml → fleet.placement.yml."""
     root, ext = os.path.splitext(fleet_path)
@@ -250,8 +274,10 @@ class Fleet:
                 check_spec_overrides(item.get("overrides"), f"{where}.overrides")
             except TenantInputError as exc:
                 errors.append(str(exc))
+            problems = [f"{where}.{key}: {problem}" for key, problem in _tenant_value_problems(tenant)]
+            errors.extend(problems)
             plan = tenant.get("plan")
-            if plan is not None and plan not in self.plans:
+            if not problems and plan is not None and plan not in self.plans:
                 errors.append(f"{where}.plan: unknown plan {plan!r} (plans: {', '.join(sorted(self.plans)) or 'none'})")
             tenants.append(tenant)
         if errors:

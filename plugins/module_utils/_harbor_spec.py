@@ -70,6 +70,8 @@ def _validate_username(value):
 
 
 def _int_at_least(value, field, minimum):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TenantInputError(field, f"{value!r} is not a whole number")
     if value is not None and value < minimum:
         raise TenantInputError(field, f"must be at least {minimum}")
     return value
@@ -99,6 +101,8 @@ class HarborClusterSpec:
 
     def _labels(self, extra):
         labels = dict(self.tenant.labels)
+        if extra is not None and not isinstance(extra, dict):
+            raise TenantInputError("labels", "must be a dictionary")
         for key, value in (extra or {}).items():
             if key in labels and str(value) != labels[key]:
                 raise TenantInputError("labels", f"{key!r} is set by the collection (to {labels[key]!r})")
@@ -116,7 +120,7 @@ class HarborClusterSpec:
         self.version = params.get("version")
         if not self.version:
             raise TenantInputError("version", "is required: the Harbor version to deploy, e.g. 2.6.4")
-        if not VERSION_RE.fullmatch(self.version):
+        if not isinstance(self.version, str) or not VERSION_RE.fullmatch(self.version):
             raise TenantInputError("version", f"{self.version!r} is not a version like 2.6.4")
 
         expose = self._section(params, "expose")
@@ -132,7 +136,7 @@ class HarborClusterSpec:
         if self.tls_secret:
             _validate_ref(self.tls_secret, "expose.tls_secret")
         self.external_url = _fmt(params.get("external_url"), t) or f"https://{self.host}"
-        if not URL_RE.fullmatch(self.external_url):
+        if not isinstance(self.external_url, str) or not URL_RE.fullmatch(self.external_url):
             raise TenantInputError("external_url", f"{self.external_url!r} must start with http:// or https://")
 
         issuer = self._section(params, "token_issuer")
@@ -204,7 +208,7 @@ class HarborClusterSpec:
         self.log_level = params.get("log_level")
         self.harbor_class = params.get("harbor_class")
         self.replicas = {}
-        for component, value in (params.get("replicas") or {}).items():
+        for component, value in self._section(params, "replicas").items():
             if component not in REPLICA_COMPONENTS:
                 raise TenantInputError("replicas", f"unknown component {component!r}; one of "
                                                    f"{', '.join(REPLICA_COMPONENTS)} (optional components take "

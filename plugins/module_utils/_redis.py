@@ -190,9 +190,9 @@ class MasterSetSpec:
         if state != "present":
             return
         host, port = params.get("master_host"), params.get("master_port")
-        if not host:
-            raise TenantInputError("master_host", "is required with state=present")
-        if port is None or not 0 < port < 65536:
+        if not host or not isinstance(host, str):
+            raise TenantInputError("master_host", "is required with state=present (a host name or IP address)")
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
             raise TenantInputError("master_port", f"{port!r} is not a port number (1-65535)")
         if ":" in host and not host.startswith("["):
             try:

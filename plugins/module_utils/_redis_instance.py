@@ -90,7 +90,7 @@ class InstanceSpec:
         self.port = item["port"]
         if self.state == "absent":
             return
-        if self.port is None or not 0 < self.port < 65536:
+        if not isinstance(self.port, int) or isinstance(self.port, bool) or not 0 < self.port < 65536:
             raise TenantInputError("port", f"tenant {self.key!r}: a present instance needs a port (1-65535)")
         password = item["password"]
         if not password or not is_url_safe_password(password):

@@ -45,6 +45,8 @@ class BucketSpec:
         self.encryption = params.get("encryption")
         for option in RULE_IDS:
             value = params.get(option)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise TenantInputError(option, f"{value!r} is not a number of days")
             if value is not None and value < 0:
                 raise TenantInputError(option, "must be 0 (remove the rule) or a number of days")
             setattr(self, option, value)
@@ -55,7 +57,7 @@ class BucketSpec:
         self.force = bool(params.get("force"))
         credentials = params.get("credentials")
         self.rotate = bool(params.get("rotate_credentials"))
-        self.delete_keys = list(params.get("delete_access_keys") or [])
+        self.delete_keys = _list_of(params, "delete_access_keys")
         for key_id in self.delete_keys:
             if not isinstance(key_id, str) or not KEY_ID_RE.fullmatch(key_id):
                 raise TenantInputError("delete_access_keys", f"{key_id!r} is not an access key id")
@@ -64,7 +66,7 @@ class BucketSpec:
                                                   "manage the IAM user's keys")
         self.credentials = credentials if credentials is not None else (
             True if (self.rotate or self.delete_keys) else None)
-        actions = params.get("credentials_actions") or list(DEFAULT_CREDENTIAL_ACTIONS)
+        actions = _list_of(params, "credentials_actions") or list(DEFAULT_CREDENTIAL_ACTIONS)
         for action in actions:
             if not isinstance(action, str) or not ACTION_RE.fullmatch(action):
                 raise TenantInputError("credentials_actions", f"{action!r} is not an S3 action (s3:Name, wildcards "
@@ -90,6 +92,13 @@ class BucketSpec:
         if self.state == "absent":
             return []
         return [setting for setting in SETTINGS if setting.requested(self)]
+
+
+def _list_of(params, option):
+    value = params.get(option)
+    if value is not None and not isinstance(value, list):
+        raise TenantInputError(option, "must be a list")
+    return list(value or [])
 
 
 def _check_tags(tags):

@@ -162,7 +162,7 @@ def generate_password(length=40):
 
 
 def is_url_safe_password(value):
-    return bool(value) and all(ch in PASSWORD_ALPHABET for ch in value)
+    return isinstance(value, str) and bool(value) and all(ch in PASSWORD_ALPHABET for ch in value)
 
 
 class Tenant:
@@ -175,6 +175,8 @@ class Tenant:
 
     def __init__(self, tenant_id, bucket_prefix=DEFAULT_BUCKET_PREFIX, field="tenant"):
         self.id = validate_tenant_id(tenant_id, field)
+        if bucket_prefix is not None and not isinstance(bucket_prefix, str):
+            raise TenantInputError("bucket_prefix", f"{bucket_prefix!r} is not a string")
         self.bucket_prefix = bucket_prefix or ""
         if self.bucket_prefix:
             validate_bucket_name(self.bucket_prefix + self.id, "bucket_prefix")
