@@ -1,13 +1,16 @@
-"""No secret in any output: deploy, rotate_credentials and tenant_remove at -vvvv --diff, with ANSIBLE_LOG_PATH and a
-callback that records every event, searched for every value the tenants' Secrets hold (before and after the
-rotation) and for the lab's admin secrets."""
+"""No secret in any output: deploy, fleet_status, rotate_credentials and tenant_remove at -vvvv --diff, with
+ANSIBLE_LOG_PATH and a callback that records every event, searched for every value the tenants' Secrets hold
+(before and after the rotation) and for the lab's admin secrets - in the output, the logs, the events, the HTML
+status report, every log file the lab's services and the tenants' Redis instances wrote, and the name of every file
+under the lab (the backups' included)."""
 import base64
 import os
 
 import pytest
 
-from conftest import ROOT, run_playbook, write_fleet
+from conftest import ROOT, lab_module, run_playbook, write_fleet
 
+pytestmark = pytest.mark.reliability
 IDS = ("leak-a", "leak-b")
 
 
@@ -50,10 +53,15 @@ def traced_run(fleet_dir, outputs, name, *extra):
     return rc, out
 
 
-def test_deploy_and_rotation_print_no_secret(leak_fleet, kube_client, lab_env):
+def test_deploy_and_rotation_print_no_secret(leak_fleet, kube_client, lab_env, reliability):
     outputs = {}
     rc, out = traced_run(leak_fleet, outputs, "deploy_fleet.yml")
     assert rc == 0, out[-4000:]
+    report = os.path.join(leak_fleet, "report.html")
+    rc, out = traced_run(leak_fleet, outputs, "fleet_status.yml", "-e", f"fleet_report_path={report}")
+    assert rc == 0, out[-4000:]
+    with open(report, encoding="utf-8") as handle:
+        outputs["fleet_status HTML report"] = handle.read()
     before = secret_values(kube_client)
     assert len(before) == len(IDS) * 5  # database (two keys), cache, admin, storage
     rc, out = traced_run(leak_fleet, outputs, "rotate_credentials.yml", "-e", f"tenant={','.join(IDS)}")
@@ -66,9 +74,22 @@ def test_deploy_and_rotation_print_no_secret(leak_fleet, kube_client, lab_env):
     assert rc == 0, out[-4000:]
     assert secret_values(kube_client) == {}
 
+    names = []
+    for root, _dirs, files in os.walk(lab_module.LAB):
+        for name in files:
+            path = os.path.join(root, name)
+            names.append(path)
+            if name.endswith(".log"):
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    outputs[f"lab log {os.path.relpath(path, lab_module.LAB)}"] = handle.read()
+    outputs["file names under the lab (backups included)"] = "\n".join(names)
+    assert any("backups" in path for path in names)
+
     secrets = {f"before {k}": v for k, v in before.items()}
     secrets.update({f"after {k}": v for k, v in after.items()})
     secrets.update({name: lab_env[name] for name in ("LAB_PG_PASSWORD", "LAB_S3_SECRET_KEY", "LAB_SENTINEL_PASSWORD")})
     assert all(len(value) >= 20 for value in secrets.values())
     leaks = [(name, where) for name, value in secrets.items() for where, text in outputs.items() if value in text]
     assert leaks == []
+    reliability("leaks", "deploy, status, rotation, removal at -vvvv --diff", f"{len(secrets)} secrets x "
+                f"{len(outputs)} outputs", f"{len(leaks)} found")

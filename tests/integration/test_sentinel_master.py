@@ -252,7 +252,8 @@ def test_clients_through_sentinel_and_tenant_isolation(lab, lab_group, run_modul
     assert client_b.get("harbor:probe") is None  # and b does not see a's data
 
 
-def test_failover_keeps_clients_working_and_is_not_undone(lab, lab_group, run_module, tenants, unique):
+@pytest.mark.reliability
+def test_failover_keeps_clients_working_and_is_not_undone(lab, lab_group, run_module, tenants, unique, reliability):
     tenant = f"fo-{unique}"
     name = f"harbor-{tenant}"
     secret = password(lab)
@@ -287,6 +288,8 @@ def test_failover_keeps_clients_working_and_is_not_undone(lab, lab_group, run_mo
     assert again["changed"] is False
     assert again["failed_over"] is True and again["master_address"] == f"127.0.0.1:{replica['port']}"
     assert set(again["sentinels"].values()) == {"ok"}
+    reliability("faults", "a tenant's Redis master SIGKILLed (failover)", 1,
+                "data kept on the promoted replica; re-run changed=0, not undone")
 
 
 def test_partial_and_drifted_state_is_repaired(lab, lab_group, run_module, tenants, unique):
@@ -349,7 +352,8 @@ def test_bad_input_fails_before_anything_changes(lab, lab_group, run_module, ten
     assert all(lab_group.view(i, f"harbor-{tenant}") is None for i in range(3))
 
 
-def test_unreachable_sentinel_is_named_and_the_rerun_repairs(lab, own_group, run_module, tenants, unique):
+@pytest.mark.reliability
+def test_unreachable_sentinel_is_named_and_the_rerun_repairs(lab, own_group, run_module, tenants, unique, reliability):
     first, second = f"down-a-{unique}", f"down-b-{unique}"
     secrets = {first: password(lab), second: password(lab)}
     inst = {first: tenants(first, secrets[first]), second: tenants(second, secrets[second])}
@@ -385,6 +389,8 @@ def test_unreachable_sentinel_is_named_and_the_rerun_repairs(lab, own_group, run
     assert repaired["results"][1]["sentinels"] == {s: ("added" if s == down else "ok")
                                                    for s in own_group.login["sentinels"]}
     assert run_module(MODULE, args)["changed"] is False
+    reliability("faults", "a sentinel (then two) stopped during registration", 1,
+                "failed naming it; converged where reachable; re-run repaired, then changed=0")
 
 
 def test_capacity_refuses_to_overfill_a_group(lab, own_group, run_module, tenants, unique):

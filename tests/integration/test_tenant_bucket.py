@@ -188,7 +188,9 @@ def test_create_with_every_setting_check_real_again(run_module, lab_env, s3_admi
 
 # --------------------------------------------------------------------------- credentials
 
-def test_generated_keys_only_reach_their_own_bucket_and_rotate(run_module, lab_env, unique, tenants, kube_client):
+@pytest.mark.reliability
+def test_generated_keys_only_reach_their_own_bucket_and_rotate(run_module, lab_env, unique, tenants, kube_client,
+                                                               reliability):
     import botocore.exceptions
     a, b = f"ka-{unique}", f"kb-{unique}"
     tenants.extend([a, b])
@@ -215,6 +217,8 @@ def test_generated_keys_only_reach_their_own_bucket_and_rotate(run_module, lab_e
             attempt()
         assert code_of(err.value) == "AccessDenied"
     assert [x["Name"] for x in s3a.list_buckets()["Buckets"]] == [f"harbor-{a}"]
+    reliability("isolation", "S3: A's key on B's bucket (list, get, put), B's on A's, new buckets, settings", 6,
+                "denied by the store (AccessDenied)")
 
     # rotation: a new key, the old one keeps working until it is retired
     old_id = keys[a][0]

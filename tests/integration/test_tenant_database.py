@@ -112,14 +112,26 @@ def test_password_rotation(lab_env, pg_login, run_module, tenants, unique):
     assert on_create["changed"] is False
 
 
-def test_tenants_are_isolated(lab_env, pg_login, run_module, tenants, unique):
+@pytest.mark.reliability
+def test_tenants_are_isolated(lab_env, pg_login, run_module, tenants, unique, reliability):
     a, b = f"iso-a-{unique}", f"iso-b-{unique}"
     tenants.extend([a, b])
     items = [{"tenant": a, "password": "PasswordA1"}, {"tenant": b, "password": "PasswordB1"}]
     run_module(MODULE, dict(pg_login, tenants=items))
-    tenant_login(lab_env, f"harbor_iso_a_{unique}", "PasswordA1", f"iso_a_{unique}_core").close()
+    own = tenant_login(lab_env, f"harbor_iso_a_{unique}", "PasswordA1", f"iso_a_{unique}_core")
     with pytest.raises(psycopg2.OperationalError, match="permission denied for database"):
         tenant_login(lab_env, f"harbor_iso_a_{unique}", "PasswordA1", f"iso_b_{unique}_core")
+    own.autocommit = True
+    denied = []
+    for statement in (f'CREATE ROLE "intruder_{unique}"', f'CREATE DATABASE "intruder_{unique}"',
+                      f'GRANT "harbor_iso_b_{unique}" TO "harbor_iso_a_{unique}"'):
+        with pytest.raises(psycopg2.Error) as refused, own.cursor() as cur:
+            cur.execute(statement)
+        assert refused.value.pgcode == "42501", (statement, refused.value.pgcode)  # insufficient_privilege
+        denied.append(statement.split()[0:2])
+    own.close()
+    reliability("isolation", "PostgreSQL: A's role on B's database; CREATE ROLE/DATABASE; GRANT B's role", 4,
+                "denied by the server (SQLSTATE 42501 / permission denied for database)")
 
 
 def test_drop_is_guarded_and_backup_restores(lab_env, pg_login, run_module, tenants, unique, tmp_path):

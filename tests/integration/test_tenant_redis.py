@@ -50,7 +50,8 @@ def second_host(base):
     return dict(base, **{key: base[key] + "-2" for key in ("config_dir", "data_dir", "run_dir", "log_dir")})
 
 
-def test_one_call_converges_the_hosts_instances_and_a_rerun_changes_nothing(host, run_module):
+@pytest.mark.reliability
+def test_one_call_converges_the_hosts_instances_and_a_rerun_changes_nothing(host, run_module, reliability):
     base, (pa, pb, replica) = host
     tenants = [{"tenant": "ra", "port": pa, "password": PASSWORDS["ra"]},
                {"tenant": "rb", "port": pb, "password": PASSWORDS["rb"]}]
@@ -72,6 +73,7 @@ def test_one_call_converges_the_hosts_instances_and_a_rerun_changes_nothing(host
     # isolation: the store's own denial, not a refused connection
     rc, out = cli(pb, PASSWORDS["ra"], "PING")
     assert rc != 0 and "WRONGPASS" in out
+    reliability("isolation", "Redis: A's password on B's master", 1, "denied by Redis (WRONGPASS)")
     again = run_module("tenant_redis", dict(base, tenants=tenants))
     assert again["changed"] is False
     text = repr(first) + repr(again)
