@@ -93,13 +93,13 @@ def read_crd_schema(kube):
     return CrdSchema(crd)
 
 
-def list_clusters(kube, namespace=None, label_selector=None, tenant_ids=None):
+def list_clusters(kube, namespace=None, label_selector=None, tenant_ids=None, unreadable=None):
     """One namespace's HarborClusters, or those of the tenant namespaces the label selector finds (of these
-    tenants only, when given)."""
+    tenants only, when given; ``unreadable`` collects the namespaces this identity may not read)."""
     if namespace:
         return kube.list(collection_path(API_VERSION, KIND, namespace), f"list {KIND}s", label_selector)
     namespaces = None if tenant_ids is None else [Tenant(tid, bucket_prefix="").namespace for tid in tenant_ids]
-    return kube.list_across(API_VERSION, KIND, f"list {KIND}s", label_selector, namespaces)
+    return kube.list_across(API_VERSION, KIND, f"list {KIND}s", label_selector, namespaces, unreadable)
 
 
 def read_clusters(kube, tenant=None, tenants=None, label_selector=None, namespace=None):
@@ -118,11 +118,15 @@ def read_clusters(kube, tenant=None, tenants=None, label_selector=None, namespac
         if not wanted:
             return dict(clusters=[], counts=fleet_counts([]))
         selectors.append(tenant_selector(sorted(wanted)))
-    items = list_clusters(kube, namespace, ",".join(dict.fromkeys(selectors)) or None, wanted)
+    unreadable = [] if wanted is None else None  # the whole managed fleet: other fleets' namespaces may be closed
+    items = list_clusters(kube, namespace, ",".join(dict.fromkeys(selectors)) or None, wanted, unreadable)
     clusters = sorted((summarize_cluster(obj) for obj in items), key=lambda c: (c["namespace"] or "", c["name"] or ""))
     if wanted is not None:
         clusters = [c for c in clusters if c["tenant"] in wanted]
-    return dict(clusters=clusters, counts=fleet_counts(clusters))
+    out = dict(clusters=clusters, counts=fleet_counts(clusters))
+    if unreadable:
+        out["unreadable_namespaces"] = sorted(unreadable)
+    return out
 
 
 # --------------------------------------------------------------------------- the converge backend
@@ -211,6 +215,8 @@ class HarborClusterBackend:
     def _read_clusters(self, specs):
         if len(specs) <= 5:  # a GET each is cheaper than listing a large fleet
             for spec in specs:
+                if self.states[spec.key].namespace is None:
+                    continue  # no namespace, no cluster
                 self.states[spec.key].cluster = self.kube.get(cluster_path(spec.namespace, spec.name),
                                                               f"get {KIND} {spec.namespace}/{spec.name}")
             return

@@ -298,6 +298,11 @@ class KubeClient:
         except KubeApiError as exc:
             if exc.status == 404:
                 return None
+            found = NAMESPACE_PATH_RE.match(path)
+            if exc.status == 403 and found and self.get(f"/api/v1/namespaces/{found.group(1)}",
+                                                        f"get namespace {found.group(1)}") is None:
+                return None  # nothing exists in a namespace that does not (an identity bound per namespace is
+                # refused there before the API server looks)
             raise
 
     def list(self, path, what, label_selector=None, page=500):
@@ -326,10 +331,12 @@ class KubeClient:
             self.allowed[key] = bool((answer.get("status") or {}).get("allowed"))
         return self.allowed[key]
 
-    def list_across(self, api_version, kind, what, label_selector=None, namespaces=None):
+    def list_across(self, api_version, kind, what, label_selector=None, namespaces=None, unreadable=None):
         """The items of a namespaced kind in the tenants' namespaces: one cluster-wide LIST when this identity may,
         else one LIST per existing tenant namespace the label selector finds (only those in ``namespaces`` when
-        given), a few at a time. So the collection never needs to read Secrets outside its tenants' namespaces."""
+        given), a few at a time. So the collection never needs to read Secrets outside its tenants' namespaces.
+        With ``unreadable`` (a list), namespaces this identity may not read (another fleet's) are skipped and
+        appended to it; otherwise they are an error."""
         group = api_version.split("/")[0] if "/" in api_version else ""
         if self.may("list", f"{kind.lower()}s", group):
             return self.list(collection_path(api_version, kind), what, label_selector)
@@ -340,10 +347,16 @@ class KubeClient:
         namespaces = sorted(existing if namespaces is None else existing & set(namespaces))
         if not namespaces:
             return []
+        def one(ns):
+            try:
+                return self.list(collection_path(api_version, kind, ns), f"{what} in {ns}", label_selector)
+            except KubeApiError as exc:
+                if exc.status != 403 or unreadable is None:
+                    raise
+                unreadable.append(ns)
+                return []
         with ThreadPoolExecutor(max_workers=min(8, len(namespaces))) as pool:
-            pages = pool.map(lambda ns: self.list(collection_path(api_version, kind, ns), f"{what} in {ns}",
-                                                  label_selector), namespaces)
-            return [item for page in pages for item in page]
+            return [item for page in pool.map(one, namespaces) for item in page]
 
     def grant_tenant_role(self, namespace):
         """In a tenant namespace this run created: bind TENANT_CLUSTER_ROLE to this identity when it lacks

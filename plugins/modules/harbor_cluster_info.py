@@ -68,6 +68,13 @@ cluster:
   description: The tenant's cluster (same fields as an item of RV(clusters)), or V(null) when it does not exist.
   returned: with tenant
   type: dict
+unreadable_namespaces:
+  description:
+    - Tenant namespaces this identity may not read, left out of RV(clusters) (another fleet's, when each fleet has
+      its own identity bound per namespace). Only when reading the whole managed fleet (no O(tenant), O(tenants)).
+  returned: when some were left out
+  type: list
+  elements: str
 clusters:
   description: The clusters found, ordered by namespace and name.
   returned: always

@@ -616,7 +616,7 @@ class FakeKube:
             return self.crd
         return self.objects.get(path)
 
-    def list_across(self, api_version, kind, what, label_selector=None, namespaces=None):
+    def list_across(self, api_version, kind, what, label_selector=None, namespaces=None, unreadable=None):
         return self.list(_k8s_client.collection_path(api_version, kind), what, label_selector)
 
     def grant_tenant_role(self, namespace):
