@@ -59,15 +59,12 @@ TENANT_KEYS = {"id", "plan", "region", "harbor_version", "external_url", "placem
                "labels"}
 
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # plans and regions: also inventory group names
-
-
 def _tenant_value_problems(tenant):
     """(key, problem) for each tenant value of the wrong type or shape (defaults included), before any use."""
     for key in ("plan", "region"):
         value = tenant.get(key)
-        if value is not None and (not isinstance(value, str) or not NAME_RE.fullmatch(value)):
-            yield key, f"{value!r} is not a name (letters, digits, '.', '_', '-'; at most 63)"
+        if value is not None and (not isinstance(value, str) or not value):
+            yield key, f"{value!r} is not a name"
     version = tenant.get("harbor_version")
     if version is not None and (isinstance(version, bool) or not isinstance(version, (str, int, float))):
         yield "harbor_version", f"{version!r} is not a version"
