@@ -347,6 +347,7 @@ class KubeClient:
         namespaces = sorted(existing if namespaces is None else existing & set(namespaces))
         if not namespaces:
             return []
+
         def one(ns):
             try:
                 return self.list(collection_path(api_version, kind, ns), f"{what} in {ns}", label_selector)
