@@ -260,7 +260,9 @@ class KubeClient:
 
     def request(self, method, path, what, query=None, body=None, content_type="application/json"):
         """One API call with retries for throttling and unavailable servers; returns parsed JSON."""
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
+        attempt = 0
+        while True:
+            attempt += 1
             self.calls += 1
             try:
                 response = self.api.call_api(
@@ -275,7 +277,8 @@ class KubeClient:
                     self.sleep(_retry_after(exc, retry_delay(attempt)))
                     continue
                 if exc.status == 403 and self._settling(path):
-                    self.sleep(0.2)  # the RoleBinding this run made is not in the authorizer yet
+                    attempt -= 1  # the RoleBinding this run made is not in the authorizer yet (bounded in time)
+                    self.sleep(0.2)
                     continue
                 error = api_error(exc, what)
                 if exc.status == 403 and NAMESPACE_PATH_RE.match(path):
@@ -289,7 +292,6 @@ class KubeClient:
                     continue
                 raise FleetError(f"{what}: the Kubernetes API at {self.api.configuration.host} is unreachable: "
                                  f"{type(exc).__name__}") from None
-        raise FleetError(f"{what}: gave up after {RETRY_ATTEMPTS} attempts")  # pragma: no cover
 
     # reads
     def get(self, path, what):

@@ -980,3 +980,23 @@ def test_a_new_namespace_binds_the_tenant_role_only_for_an_identity_without_clus
     assert binding["metadata"]["namespace"] == "harbor-a" and binding["roleRef"]["name"] == "harborfleet-tenant"
     assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
                                     "name": "system:serviceaccount:ops:harborfleet"}]
+
+
+def test_a_refusal_right_after_binding_is_retried_while_the_binding_settles():
+    calls = []
+
+    class Api:
+        configuration = types.SimpleNamespace(host="https://k8s")
+
+        def call_api(self, path, method, **_kwargs):
+            calls.append(path)
+            if len(calls) <= 6 or "harbor-b" in path:
+                raise _k8s_client.ApiException(status=403, reason="Forbidden")
+            return types.SimpleNamespace(data=b'{"items": []}')
+
+    kube = _k8s_client.KubeClient({}, api_client=Api(), sleep=lambda _s: None)
+    kube.bound["harbor-a"] = __import__("time").monotonic()
+    assert kube.request("GET", "/api/v1/namespaces/harbor-a/secrets", "list") == {"items": []}
+    assert len(calls) == 7
+    with pytest.raises(_k8s_client.KubeApiError, match="ClusterRole harborfleet-tenant"):
+        kube.request("GET", "/api/v1/namespaces/harbor-b/secrets", "list")  # not bound by this run: no retry
