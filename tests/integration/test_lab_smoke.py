@@ -121,16 +121,17 @@ def test_kubernetes_rejects_an_invalid_harborcluster(kube_client, namespace, bro
 
 
 def test_the_stores_files_are_private(lab, lab_env):
-    """What the lab's S3 store and sentinels write holds credentials and tenants' data: nothing in it is readable
-    by other users (the files are created under umask 077)."""
+    """What the lab's S3 store and sentinels write holds credentials and tenants' data: SeaweedFS's data directory
+    is open to its owner only (weed writes some metadata files 0644 whatever the umask), and the sentinels' files,
+    written under umask 077, are readable by nobody else."""
     import os
     import stat
+    data = lab.LAB / "seaweedfs" / "data"
+    assert stat.S_IMODE(os.stat(data).st_mode) & 0o077 == 0, oct(os.stat(data).st_mode)
     exposed = []
-    for top in (lab.LAB / "seaweedfs" / "data", lab.LAB / "sentinels"):
-        assert top.is_dir(), top
-        for root, dirs, files in os.walk(top):
-            for name in files:
-                path = os.path.join(root, name)
-                if os.stat(path).st_mode & (stat.S_IROTH | stat.S_IWOTH):
-                    exposed.append(path)
+    for root, _dirs, files in os.walk(lab.LAB / "sentinels"):
+        for name in files:
+            path = os.path.join(root, name)
+            if os.stat(path).st_mode & (stat.S_IROTH | stat.S_IWOTH):
+                exposed.append(path)
     assert not exposed, exposed[:10]
