@@ -44,12 +44,17 @@ options:
     type: str
     default: postgres
   ssl_mode:
-    description: libpq's C(sslmode) for the connection.
+    description:
+      - libpq's C(sslmode) for the connection. The default V(verify-full) checks the server's certificate against
+        O(ca_cert) and its name against O(login_host).
+      - Plain or unverified transport (V(disable), V(allow), V(prefer), V(require)) only when set explicitly.
     type: str
-    default: prefer
+    default: verify-full
     choices: [disable, allow, prefer, require, verify-ca, verify-full]
   ca_cert:
-    description: CA certificate file to verify the server with (libpq's C(sslrootcert)).
+    description:
+      - CA certificate file to verify the server with (libpq's C(sslrootcert)).
+      - Unset, libpq reads C(~/.postgresql/root.crt) of the user running the module.
     type: path
     aliases: [ssl_rootcert]
   connect_timeout:

@@ -10,6 +10,7 @@ exceptions with ``register_errors`` (at import), so one function turns any excep
 from __future__ import annotations
 
 import copy
+import re
 import time
 
 REDACTED = "********"
@@ -86,3 +87,21 @@ def deep_merge(base, override):
         else:
             result[key] = copy.deepcopy(value)
     return result
+
+
+# --------------------------------------------------------------------------- CA certificates (TLS to the stores)
+
+PEM_CERT_RE = re.compile(r"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----")
+
+
+def read_ca_bundle(path, field):
+    """The PEM certificates in the file ``path`` (the CA a client verifies a store's certificate with)."""
+    try:
+        with open(path, encoding="ascii") as handle:
+            text = handle.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TenantInputError(field, f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    certs = PEM_CERT_RE.findall(text)
+    if not certs:
+        raise TenantInputError(field, f"{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")
+    return "\n".join(cert.replace("\r", "") for cert in certs) + "\n"

@@ -29,8 +29,10 @@ answer, and a full tier is an error naming the tenant, never an overfilled serve
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import re
+import tempfile
 from urllib.parse import urlparse
 
 try:
@@ -39,11 +41,12 @@ try:
 except ImportError:  # pragma: no cover - ansible-core depends on PyYAML
     yaml = None
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError, TenantInputError
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import (
+    FleetError, TenantInputError, read_ca_bundle)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     DEFAULT_BUCKET_PREFIX, DEFAULT_CAPACITY, DEFAULT_PG_PORT, DEFAULT_PG_SSL_MODE, DEFAULT_REDIS_PORT_BASE,
-    DEFAULT_S3_REGION, DEFAULT_S3_WAIT_TIMEOUT, EPHEMERAL_PORTS, Tenant, check_spec_overrides, validate_dns_label,
-    validate_tenant_id)
+    DEFAULT_S3_REGION, DEFAULT_S3_WAIT_TIMEOUT, EPHEMERAL_PORTS, PG_SSL_MODES, Tenant, check_spec_overrides,
+    validate_dns_label, validate_tenant_id)
 
 PLACED_TIERS = ("kubernetes", "postgres", "sentinel_groups", "s3")
 PLACEMENT_KEYS = {"kubernetes": "kubernetes", "postgres": "postgres", "sentinel_groups": "sentinel_group", "s3": "s3"}
@@ -116,7 +119,7 @@ def load_fleet(fleet_path, record_path=None):
     recorded = load_yaml(record_path, "placement record") if os.path.exists(record_path) else None
     data = load_yaml(fleet_path, "fleet file")
     try:
-        return Fleet(data, recorded), recorded
+        return Fleet(data, recorded, os.path.dirname(os.path.abspath(fleet_path))), recorded
     except FleetError as exc:
         raise FleetError(f"{fleet_path}: {exc}") from None
 
@@ -124,7 +127,8 @@ def load_fleet(fleet_path, record_path=None):
 class Fleet:
     """A validated fleet description plus its recorded placement."""
 
-    def __init__(self, data, placement=None):
+    def __init__(self, data, placement=None, base_dir=None):
+        self.base_dir = base_dir
         if not isinstance(data, dict):
             raise FleetError("the fleet file must be a mapping with 'tenants' (and optionally defaults, plans, tiers)")
         # The fleet's name scopes its placement records: fleets sharing a cluster never count each other's tenants.
@@ -167,12 +171,35 @@ class Fleet:
                 if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool)
                                              or capacity < 0):
                     raise FleetError(f"{where}.capacity: must be a whole number >= 0")
+                if kind == "postgres":
+                    self._check_transport(member, where)
                 if kind == "sentinel_groups":
                     self._check_group_hosts(member, where, hosts_seen)
                     self._check_group_ports(member, where)
                     if not member.get("sentinels"):
                         raise FleetError(f"{where}.sentinels: a sentinel group needs at least one sentinel host:port "
                                          "(or hosts running sentinels)")
+
+    def _check_transport(self, member, where):
+        """A PostgreSQL member's ``ssl_mode`` (verify-full unless the fleet says otherwise) and ``ca_cert``: a file
+        of the CA certificates that sign the server's, relative to the fleet file (kept beside it in the project),
+        read into the member's ``ca_bundle``."""
+        mode = member.get("ssl_mode", DEFAULT_PG_SSL_MODE)
+        if mode not in PG_SSL_MODES:
+            raise FleetError(f"{where}.ssl_mode: {mode!r} is not one of {', '.join(PG_SSL_MODES)} (default "
+                             f"{DEFAULT_PG_SSL_MODE}; plain transport only by setting disable, allow or prefer)")
+        ca_cert = member.pop("ca_cert", None)
+        if ca_cert is None:
+            return
+        if not isinstance(ca_cert, str) or not ca_cert:
+            raise FleetError(f"{where}.ca_cert: must be the path of a PEM file of CA certificates")
+        if self.base_dir and not os.path.isabs(ca_cert):
+            ca_cert = os.path.join(self.base_dir, ca_cert)
+        try:
+            # the certificates travel with the inventory: a job runs in another copy of the project than the sync
+            member["ca_bundle"] = read_ca_bundle(ca_cert, f"{where}.ca_cert")
+        except TenantInputError as exc:
+            raise FleetError(str(exc)) from None
 
     @staticmethod
     def _check_group_ports(member, where):
@@ -549,7 +576,7 @@ def _cluster_item(host, plan, storage_keys):
         "external_url": external_url,
         "expose": {"host": ingress_host, "tls_secret": model.tls_secret},
         "database": {"host": postgres["host"], "port": int(postgres.get("port", DEFAULT_PG_PORT)),
-                     "ssl_mode": postgres.get("ssl_mode", DEFAULT_PG_SSL_MODE)},
+                     "ssl_mode": postgres.get("ssl_mode", DEFAULT_PG_SSL_MODE), "ca_cert": ca_file(postgres)},
         "cache": {"host": sentinel_host, "port": int(sentinel_port)},
         "storage": {"region": s3.get("region", DEFAULT_S3_REGION), "endpoint": s3.get("endpoint"),
                     "access_key": storage_keys.get(tid)},
@@ -600,8 +627,25 @@ def member_settings(member, kind, logins=None, defaults=None):
                 "wait_timeout": DEFAULT_S3_WAIT_TIMEOUT if wait is None else int(wait),
                 "access_key": login.get("access_key") or None, "secret_key": login.get("secret_key") or None}
     return {"login_host": member.get("host"), "login_port": int(member.get("port") or DEFAULT_PG_PORT),
-            "ssl_mode": member.get("ssl_mode") or DEFAULT_PG_SSL_MODE, "ca_cert": member.get("ca_cert") or None,
+            "ssl_mode": member.get("ssl_mode") or DEFAULT_PG_SSL_MODE, "ca_cert": ca_file(member),
             "login_user": login.get("user") or None, "login_password": login.get("password") or None}
+
+
+def ca_file(member):
+    """A path to a tier member's CA certificates for the clients that read a file (libpq, the HarborCluster's trust
+    Secret): its ``ca_bundle`` written once per content to the controller's temporary directory; or its own
+    ``ca_cert`` path; or None."""
+    pem = member.get("ca_bundle")
+    if not pem:
+        return member.get("ca_cert") or None
+    path = os.path.join(tempfile.gettempdir(), f"harborfleet-ca-{hashlib.sha256(pem.encode()).hexdigest()[:20]}.crt")
+    if not os.path.exists(path):
+        handle, partial = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".harborfleet-ca-")
+        with os.fdopen(handle, "w", encoding="ascii") as out:
+            out.write(pem)
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+    return path
 
 
 def fleet_clusters(fleet, logins=None, defaults=None):

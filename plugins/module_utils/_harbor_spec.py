@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import re
 
-from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError, TenantInputError, deep_merge
+from ansible_collections.harborfleet.fleet.plugins.module_utils._common import (
+    FleetError, TenantInputError, deep_merge, read_ca_bundle)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import _leaf_paths
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
-    Tenant, check_spec_overrides, is_url_safe_password, validate_bucket_name, validate_db_prefix, validate_dns_label, validate_master_set)
+    DEFAULT_PG_SSL_MODE, PG_SSL_MODES, Tenant, check_spec_overrides, is_url_safe_password, validate_bucket_name,
+    validate_db_prefix, validate_dns_label, validate_master_set)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant_secrets import SECRET_OPTIONS
 
 GROUP = "goharbor.io"
@@ -32,6 +34,8 @@ OPTION_OF_SPEC_FIELD = {"core": "token_issuer", "expose": "expose", "database": 
                         "imageSource": "image_source", "logLevel": "log_level", "externalURL": "external_url",
                         "version": "version", "harborAdminPasswordRef": "admin_password"}
 REPLICA_COMPONENTS = ("core", "portal", "registry", "registryctl", "jobservice")
+# The components that connect to PostgreSQL and so trust the CA that signs its certificate (certificateRefs)
+DATABASE_CLIENTS = ("core", "jobservice")
 VERSION_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 URL_RE = re.compile(r"https?://[^\s/]+(/\S*)?")
 
@@ -151,13 +155,18 @@ class HarborClusterSpec:
         db = self._section(params, "database")
         if not db.get("host"):
             raise TenantInputError("database.host", "is required: the PostgreSQL server Harbor connects to")
+        ssl_mode = db.get("ssl_mode") or DEFAULT_PG_SSL_MODE
+        if ssl_mode not in PG_SSL_MODES:
+            raise TenantInputError("database.ssl_mode", f"{ssl_mode!r} is not one of {', '.join(PG_SSL_MODES)}")
         self.db = {
-            "host": db["host"], "port": 5432 if db.get("port") is None else db["port"], "ssl_mode": db.get("ssl_mode"),
+            "host": db["host"], "port": 5432 if db.get("port") is None else db["port"], "ssl_mode": ssl_mode,
             "username": _validate_username(db.get("username") or t.db_role),
             "prefix": validate_db_prefix(db.get("prefix") or t.db_prefix, "database.prefix"),
         }
         _int_at_least(self.db["port"], "database.port", 1)
         self._password("database", db.get("password"))
+        if db.get("ca_cert"):
+            self.passwords["trust"] = read_ca_bundle(db["ca_cert"], "database.ca_cert")
 
         cache = self._section(params, "cache")
         if not cache.get("host"):
@@ -236,8 +245,10 @@ class HarborClusterSpec:
 
     @property
     def secret_purposes(self):
-        """The Secrets the cluster references (storage only with an access key)."""
-        return ("database", "cache", "admin") + (("storage",) if self.storage.get("access_key") else ())
+        """The Secrets the cluster references (storage only with an access key, trust only with a CA)."""
+        return ("database", "cache", "admin") + (("storage",) if self.storage.get("access_key") else ()) \
+            + (("trust",) if "trust" in self.passwords else ())
+
 
 
 def _put(target, key, value):
@@ -330,6 +341,11 @@ def build_cluster(spec):
         out["chartmuseum"] = chartmuseum
 
     out = deep_merge(out, spec.spec_overrides)
+    if "trust" in spec.passwords:  # added to any certificateRefs the overrides give
+        trust = t.secret_name("trust")
+        for component in DATABASE_CLIENTS:
+            refs = list((out.get(component) or {}).get("certificateRefs") or [])
+            out.setdefault(component, {})["certificateRefs"] = refs + ([trust] if trust not in refs else [])
     metadata = {"name": spec.name, "namespace": spec.namespace, "labels": dict(spec.labels)}
     if spec.harbor_class:
         metadata["annotations"] = {HARBOR_CLASS_ANNOTATION: spec.harbor_class}

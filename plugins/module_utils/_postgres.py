@@ -25,6 +25,7 @@ except ImportError as _exc:  # pragma: no cover - reported by the module
     PSYCOPG2_IMPORT_ERROR = _exc
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import FleetError, register_errors
+from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import DEFAULT_PG_SSL_MODE, PG_SSL_MODES
 
 SCRAM_ITERATIONS = 4096
 
@@ -34,8 +35,8 @@ CONNECTION_SPEC = dict(
     login_user=dict(type="str", default="postgres", aliases=["user"]),
     login_password=dict(type="str", no_log=True, aliases=["password_admin"]),
     login_db=dict(type="str", default="postgres"),
-    ssl_mode=dict(type="str", default="prefer",
-                  choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+    ssl_mode=dict(type="str", default=DEFAULT_PG_SSL_MODE,
+                  choices=list(PG_SSL_MODES)),
     ca_cert=dict(type="path", aliases=["ssl_rootcert"]),
     connect_timeout=dict(type="int", default=10),
 )
@@ -65,6 +66,15 @@ def connect(params):
         conn = psycopg2.connect(**conn_params)
     except psycopg2.OperationalError as exc:
         text = str(exc).strip()
+        if "no encryption" in text and "no pg_hba.conf entry" in text:
+            raise FleetError(f"PostgreSQL at {where} accepts {conn_params['user']!r} only over TLS (hostssl) and this "
+                             f"connection was plain (ssl_mode {conn_params['sslmode']}): use verify-full with "
+                             "ca_cert") from None
+        if any(sign in text for sign in ("root certificate file", "certificate verify failed",
+                                          "server certificate for")):
+            raise FleetError(f"PostgreSQL at {where}: its TLS certificate could not be verified (ssl_mode "
+                             f"{conn_params['sslmode']}): {' '.join(text.split())}; give the CA that signs it in "
+                             "ca_cert (a fleet's postgres member: ca_cert)") from None
         if "password authentication failed" in text or "no password supplied" in text \
                 or "no pg_hba.conf entry" in text:
             raise FleetError(f"PostgreSQL at {where}: authentication failed for user "

@@ -45,7 +45,9 @@ EPHEMERAL_PORTS = (32768, 60999)  # Linux's default net.ipv4.ip_local_port_range
 DEFAULT_S3_REGION = "us-east-1"
 DEFAULT_S3_WAIT_TIMEOUT = 60
 DEFAULT_PG_PORT = 5432
-DEFAULT_PG_SSL_MODE = "prefer"
+# TLS by default: PostgreSQL connections verify the server's certificate and name (plain only when a fleet says so)
+DEFAULT_PG_SSL_MODE = "verify-full"
+PG_SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # How the fleet's objects are labelled, wherever they live.
 MANAGER = "harborfleet"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -216,8 +218,9 @@ class Tenant:
         return f"notary.{ingress_host}"
 
     def secret_name(self, purpose):
-        """Secret names by purpose: database, cache, admin, storage."""
-        if purpose not in ("database", "cache", "admin", "storage"):
+        """Secret names by purpose: database, cache, admin, storage; trust holds the CA certificates that sign the
+        tenant's stores (no secret, but a Secret is what the operator's certificateRefs name)."""
+        if purpose not in ("database", "cache", "admin", "storage", "trust"):
             raise ValueError(f"unknown secret purpose {purpose!r}")
         return f"{self.id}-{purpose}"
 

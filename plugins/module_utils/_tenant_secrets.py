@@ -27,12 +27,13 @@ SECRET_KEYS = {
     "cache": ("redis-password",),
     "admin": ("secret",),
     "storage": ("secret",),
+    "trust": ("ca.crt",),
 }
 SECRET_TYPES = {"database": "goharbor.io/postgresql", "cache": "goharbor.io/redis",
-                "admin": "goharbor.io/single", "storage": "goharbor.io/single"}
+                "admin": "goharbor.io/single", "storage": "goharbor.io/single", "trust": "Opaque"}
 # Which option holds the value written to each Secret (for error messages).
 SECRET_OPTIONS = {"database": "database.password", "cache": "cache.password", "admin": "admin_password",
-                  "storage": "storage.secret_key"}
+                  "storage": "storage.secret_key", "trust": "database.ca_cert"}
 
 
 def build_namespace(tenant):
@@ -91,7 +92,8 @@ def plan_secret(plan, kube, tenant, purpose, value, live, note="", force=False):
     return ("changed" if "changed" in key_states.values() else "unchanged"), key_states
 
 
-SECRET_PURPOSES = tuple(SECRET_KEYS)
+# The Secrets holding passwords (trust holds public CA certificates, written by harbor_cluster).
+SECRET_PURPOSES = ("database", "cache", "admin", "storage")
 
 
 class TenantSecretsSpec:
@@ -152,7 +154,7 @@ class TenantSecretsBackend:
         selector = tenant_selector([spec.key for spec in specs])
         namespaces = {ns["metadata"]["name"]: ns for ns in self.kube.list("/api/v1/namespaces", "list namespaces",
                                                                           selector)}
-        wanted = {(spec.namespace, spec.tenant.secret_name(p)): (spec.key, p) for spec in specs for p in SECRET_KEYS}
+        wanted = {(spec.namespace, spec.tenant.secret_name(p)): (spec.key, p) for spec in specs for p in SECRET_PURPOSES}
         found = {spec.key: {"namespace": namespaces.get(spec.namespace), "secrets": {}} for spec in specs}
         existing = [spec.namespace for spec in specs if spec.namespace in namespaces]
         for secret in self.kube.list_across("v1", "Secret", "list secrets", selector, existing):

@@ -14,8 +14,8 @@ description:
     wired to an external PostgreSQL, a Redis Sentinel and an S3 bucket, plus the tenant's namespace (labelled with
     the tenant id) and the Secrets the cluster references.
   - Names come from the tenant id - namespace C(harbor-<id>), cluster C(<id>), Secrets C(<id>-database),
-    C(<id>-cache), C(<id>-admin) and C(<id>-storage), database prefix C(<id>_) and login C(harbor_<id>) (C(-) as
-    C(_)), master set C(harbor-<id>), bucket C(<bucket_prefix><id>) - unless an option overrides them.
+    C(<id>-cache), C(<id>-admin), C(<id>-storage) and C(<id>-trust) (CA certificates), database prefix C(<id>_)
+    and login C(harbor_<id>) (C(-) as C(_)), master set C(harbor-<id>), bucket C(<bucket_prefix><id>) - unless an option overrides them.
   - Secrets carry the operator's data keys - the database password under both C(postgres-password) and
     C(postgresql-password), C(redis-password), and C(secret) for the admin password and the S3 secret key.
     Their values never appear in results or diffs, only whether each key is unchanged, changed or created.
@@ -89,6 +89,9 @@ options:
             description: See the top-level O(database.ssl_mode).
             type: str
             choices: [disable, allow, prefer, require, verify-ca, verify-full]
+          ca_cert:
+            description: See the top-level O(database.ca_cert).
+            type: path
           username:
             description: See the top-level O(database.username).
             type: str
@@ -354,9 +357,20 @@ options:
         type: int
         default: 5432
       ssl_mode:
-        description: The C(sslMode) Harbor connects with; the operator's default when unset.
+        description:
+          - The C(sslMode) Harbor connects with. Defaults to V(verify-full), which checks the server's certificate
+            against the CA and its name against O(database.host).
+          - Plain or unverified transport (V(disable), V(allow), V(prefer), V(require)) only when set here.
         type: str
         choices: [disable, allow, prefer, require, verify-ca, verify-full]
+      ca_cert:
+        description:
+          - A file of PEM CA certificates that sign the server's certificate (on the host running the module). Its
+            certificates are written to the Secret C(<id>-trust) (key C(ca.crt)), which the cluster's database clients
+            (C(spec.core) and C(spec.jobservice)) trust through C(certificateRefs), added to any that
+            O(spec_overrides) gives.
+          - Unset, Harbor verifies the server against its images' system CAs.
+        type: path
       username:
         description: The login Harbor uses. Defaults to C(harbor_<id>) (C(-) as C(_)).
         type: str
@@ -740,6 +754,7 @@ DATABASE = dict(
     host=dict(type="str"),
     port=dict(type="int", default=5432),
     ssl_mode=dict(type="str", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+    ca_cert=dict(type="path"),
     username=dict(type="str"),
     prefix=dict(type="str"),
     password=dict(type="str", no_log=True),

@@ -185,7 +185,7 @@ def test_batches_group_by_tier_member_and_carry_what_differs():
     cluster = batches(hosts, "cluster", storage_keys={"a": "AKIA1"})
     item = cluster[0]["tenants"][0]
     assert item["expose"] == {"host": "a.registry.example.test", "tls_secret": "a-tls"} and item["storage"]["access_key"] == "AKIA1"
-    assert item["database"] == {"host": "10.0.0.0", "port": 5432, "ssl_mode": "prefer"}
+    assert item["database"] == {"host": "10.0.0.0", "port": 5432, "ssl_mode": "verify-full", "ca_cert": None}
     assert item["cache"] == {"host": "10.0.1.1", "port": 26379} and item["bucket_prefix"] == "corp-"
 
 
@@ -390,3 +390,42 @@ def test_logins_files_are_read_by_tier(tmp_path):
 def test_overrides_of_fields_the_model_does_not_own_are_kept():
     fleet = Fleet(fleet_data([{"id": "a", "overrides": {"logLevel": "debug", "expose": {"core": {"tls": None}}}}]))
     assert fleet.tenant_vars(fleet.tenants[0], {})["harbor_overrides"]["logLevel"] == "debug"
+
+
+# --------------------------------------------------------------------------- TLS to PostgreSQL: the tier's CA
+
+PEM = "-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n"
+
+
+def test_a_postgres_members_ca_is_read_relative_to_the_fleet_file_and_travels_as_text(tmp_path):
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
+        batches, load_fleet, member_settings)
+    import yaml
+    (tmp_path / "pki").mkdir()
+    (tmp_path / "pki" / "pg-ca.crt").write_text(PEM)
+    data = fleet_data(["a"])
+    data["tiers"]["postgres"][0]["ca_cert"] = "pki/pg-ca.crt"
+    (tmp_path / "fleet.yml").write_text(yaml.safe_dump(data))
+    fleet = load_fleet(str(tmp_path / "fleet.yml"))[0]
+    member = fleet.tiers["postgres"][0]
+    # the inventory carries the certificate itself: a job runs in another copy of the project than the sync
+    assert member["ca_bundle"] == PEM and "ca_cert" not in member
+    settings = member_settings(member, "postgres")
+    assert settings["ssl_mode"] == "verify-full" and open(settings["ca_cert"]).read() == PEM
+    hosts, _ = host_vars(fleet_data(["a"]))
+    for host in hosts:
+        host["harbor_fleet_tiers"]["postgres"]["pg-a"]["ca_bundle"] = PEM
+    item = batches(hosts, "cluster", storage_keys={})[0]["tenants"][0]
+    assert item["database"]["ca_cert"] == settings["ca_cert"]
+
+
+@pytest.mark.parametrize("member, field", [
+    ({"ca_cert": "missing.crt"}, "tiers.postgres[0].ca_cert"),
+    ({"ca_cert": 5}, "tiers.postgres[0].ca_cert"),
+    ({"ssl_mode": "sometimes"}, "tiers.postgres[0].ssl_mode"),
+])
+def test_a_postgres_members_transport_is_checked_naming_the_field(tmp_path, member, field):
+    data = fleet_data(["a"])
+    data["tiers"]["postgres"][0].update(member)
+    with pytest.raises(FleetError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        Fleet(data, base_dir=str(tmp_path))

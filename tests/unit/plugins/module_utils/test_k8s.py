@@ -245,7 +245,7 @@ def test_defaults_when_options_are_left_out():
                      expose={"tls_secret": None})
     s = manifest["spec"]
     assert s["database"]["spec"]["postgresql"]["hosts"] == [{"host": "db.internal", "port": 5432}]
-    assert "sslMode" not in s["database"]["spec"]["postgresql"]
+    assert s["database"]["spec"]["postgresql"]["sslMode"] == "verify-full"  # TLS by default
     assert s["cache"]["spec"]["redis"]["port"] == 26379
     assert s["storage"]["spec"]["s3"] == {"region": "us-east-1", "bucket": "harbor-acme"}
     assert s["expose"]["core"] == {"ingress": {"host": "acme.registry.example.test"}}
@@ -1000,3 +1000,43 @@ def test_a_refusal_right_after_binding_is_retried_while_the_binding_settles():
     assert len(calls) == 7
     with pytest.raises(_k8s_client.KubeApiError, match="ClusterRole harborfleet-tenant"):
         kube.request("GET", "/api/v1/namespaces/harbor-b/secrets", "list")  # not bound by this run: no retry
+
+
+# --------------------------------------------------------------------------- TLS to PostgreSQL: the CA Harbor trusts
+
+def _ca_file(tmp_path, name="ca.crt"):
+    body = base64.b64encode(os.urandom(300)).decode()
+    text = "-----BEGIN CERTIFICATE-----\n" + "\n".join(body[i:i + 64] for i in range(0, len(body), 64)) \
+        + "\n-----END CERTIFICATE-----\n"
+    path = tmp_path / name
+    path.write_text("subject=CN=lab\n" + text)
+    return path, text
+
+
+def test_a_database_ca_goes_to_a_trust_secret_that_the_database_clients_reference(tmp_path):
+    path, pem = _ca_file(tmp_path)
+    spec = k8s.HarborClusterSpec(params(database={"ca_cert": str(path), "ssl_mode": None},
+                                        spec_overrides={"core": {"certificateRefs": ["oidc-ca"]}}))
+    assert spec.secret_purposes[-1] == "trust" and spec.passwords["trust"] == pem  # only the certificate
+    s = k8s.build_cluster(spec)[0]["spec"]
+    assert s["database"]["spec"]["postgresql"]["sslMode"] == "verify-full"
+    assert s["core"]["certificateRefs"] == ["oidc-ca", "acme-trust"]  # added to what the overrides give
+    assert s["jobservice"]["certificateRefs"] == ["acme-trust"]
+    secret = _tenant_secrets.build_secret(spec.tenant, "trust", pem)
+    assert secret["metadata"]["name"] == "acme-trust" and secret["type"] == "Opaque"
+    assert base64.b64decode(secret["data"]["ca.crt"]).decode() == pem
+    assert "certificateRefs" not in build().get("core", {})  # no CA, nothing to trust
+
+
+@pytest.mark.parametrize("content, reason", [(None, "cannot read"), ("not a certificate\n", "no PEM certificate")])
+def test_a_database_ca_that_is_not_a_certificate_is_refused_naming_the_field(tmp_path, content, reason):
+    path = tmp_path / "ca.crt"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(TenantInputError, match=f"database.ca_cert.*{reason}"):
+        k8s.HarborClusterSpec(params(database={"ca_cert": str(path)}))
+
+
+def test_an_unknown_ssl_mode_is_refused_naming_the_field():
+    with pytest.raises(TenantInputError, match="database.ssl_mode"):
+        k8s.HarborClusterSpec(params(database={"ssl_mode": "sometimes"}))
