@@ -37,6 +37,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 LAB = Path(os.environ.get("HARBORFLEET_LAB_DIR", REPO / ".lab")).resolve()
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "harborfleet"
+STORES_PKI = LAB / "pki-stores"  # the CA of the lab's stores (TLS) and their server certificate
 GO_MODULE = HERE / "go" / "kube"
 KUBE_VERSION = "1.36.3"
 LOOPBACK = "127.0.0.1"
@@ -236,6 +237,7 @@ def lab_env():
         "LAB_PG_PORT": str(PORTS["postgres"]),
         "LAB_PG_USER": "fleetadmin",
         "LAB_PG_PASSWORD": creds["pg_password"],
+        "LAB_CA_CERT": str(STORES_PKI / "ca.crt"),
         "LAB_SENTINELS": ",".join(f"{LOOPBACK}:{p}" for p in PORTS["sentinels"]),
         "LAB_SENTINEL_PASSWORD": creds["sentinel_password"],
         "LAB_S3_ENDPOINT": f"http://{LOOPBACK}:{PORTS['s3']}",
@@ -322,6 +324,8 @@ def render_fleets():
     import yaml  # the lab runs in the project's venv
     target = LAB / "fleets"
     target.mkdir(parents=True, exist_ok=True)
+    # the fleets name the CA of the lab's stores beside them (ca_cert: lab-ca.crt), as a project keeps its own
+    shutil.copyfile(stores_pki()[0], target / "lab-ca.crt")
     for name, source in FLEET_SOURCES.items():
         data = lab_fleet(yaml.safe_load(source.read_text()))
         header = (f"# {source.relative_to(REPO)} with this lab's ports: edit the source. Written by `lab/lab.py\n"
@@ -608,6 +612,31 @@ def install_crds(kubeconfig):
     log(f"CRDs installed: {', '.join(names)}")
 
 
+def stores_pki():
+    """The lab's CA for its stores (PostgreSQL, SeaweedFS's S3) and one server certificate for 127.0.0.1 and
+    localhost, made once with openssl; ``(ca.crt, server.crt, server.key)``."""
+    pki = STORES_PKI
+    files = (pki / "ca.crt", pki / "server.crt", pki / "server.key")
+    if all(path.exists() for path in files):
+        return files
+    pki.mkdir(parents=True, exist_ok=True)
+    pki.chmod(0o700)
+
+    def openssl(*args):
+        run(["openssl", *args], cwd=pki, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365", "-keyout", "ca.key", "-out", "ca.crt",
+            "-subj", "/CN=harborfleet-lab-stores-ca")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=harborfleet-lab-store")
+    (pki / "server.ext").write_text(f"subjectAltName=IP:{LOOPBACK},DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "365",
+            "-out", "server.crt", "-extfile", "server.ext")
+    for key in pki.glob("*.key"):
+        key.chmod(0o600)
+    return files
+
+
 class Postgres(Service):
     base = "postgres"
     port_key = "postgres"
@@ -646,9 +675,36 @@ class Postgres(Service):
                            f"unix_socket_directories = '{self.dir}'\nmax_connections = 300\n"
                            "password_encryption = 'scram-sha-256'\n"
                            "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n")
+        self.configure_tls()
         runner = ["runuser", "-u", self.user, "--"] if self.user else []
         run(runner + [str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-l", str(self.logfile), "-w", "start"],
             capture_output=True)
+
+    def configure_tls(self):
+        """TLS with the lab's store certificate; over TCP only TLS logins (hostssl), as the collection expects of a
+        fleet's servers. The socket stays trusted for the lab's own administration."""
+        _ca, cert, key = stores_pki()
+        for source, name in ((cert, "server.crt"), (key, "server.key")):
+            target = self.data / name
+            shutil.copyfile(source, target)
+            target.chmod(0o600)
+            if self.user:
+                shutil.chown(target, self.user, self.user)
+        (self.data / "conf.d").mkdir(exist_ok=True)
+        tls = self.data / "conf.d" / "tls.conf"
+        tls.write_text("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+                       "ssl_min_protocol_version = 'TLSv1.2'\n")
+        conf = self.data / "postgresql.conf"
+        if "include_dir = 'conf.d'" not in conf.read_text():
+            with open(conf, "a", encoding="utf-8") as out:
+                out.write("include_dir = 'conf.d'\n")
+        (self.data / "pg_hba.conf").write_text(
+            "# written by lab/lab.py: the socket for the lab, TCP only over TLS\n"
+            "local all all trust\n"
+            f"hostssl all all {LOOPBACK}/32 scram-sha-256\n")
+        if self.user:
+            for path in (self.data / "conf.d", tls, self.data / "pg_hba.conf"):
+                shutil.chown(path, self.user, self.user)
 
     def ready(self):
         return (self.data / "postmaster.pid").exists() and port_open(self.port)

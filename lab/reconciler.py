@@ -100,8 +100,11 @@ def _first_line(exc):
     return text.splitlines()[0]
 
 
-def check_database(spec, password):
+def check_database(spec, password, trusted=None):
+    """Log in as Harbor core would: with the spec's sslMode, trusting the CA certificates of core's
+    certificateRefs (``trusted``, PEM text) as the operator mounts them into Harbor's trust store."""
     import psycopg2
+    import tempfile
     pg = ((spec.get("database") or {}).get("spec") or {}).get("postgresql") or {}
     hosts = pg.get("hosts") or []
     if not hosts:
@@ -110,12 +113,19 @@ def check_database(spec, password):
     dbname = f"{pg.get('prefix') or ''}core"
     where = f"{host}:{port}/{dbname} as {pg.get('username')}"
     try:
-        conn = psycopg2.connect(host=host, port=port, user=pg.get("username"), password=password or "",
-                                dbname=dbname, sslmode=pg.get("sslMode") or "prefer", connect_timeout=CHECK_TIMEOUT,
-                                application_name="harborfleet-lab-reconciler")
+        with tempfile.NamedTemporaryFile("w", suffix=".crt") as roots:
+            roots.write(trusted or "")
+            roots.flush()
+            conn = psycopg2.connect(host=host, port=port, user=pg.get("username"), password=password or "",
+                                    dbname=dbname, sslmode=pg.get("sslMode") or "prefer",
+                                    sslrootcert=roots.name if trusted else None, connect_timeout=CHECK_TIMEOUT,
+                                    application_name="harborfleet-lab-reconciler")
     except psycopg2.OperationalError as exc:
         text = " ".join(str(exc).split())
-        if "password authentication failed" in text or "no password supplied" in text:
+        if any(sign in text for sign in ("root certificate file", "certificate verify failed",
+                                          "server certificate for", "no encryption")):
+            reason = "TLSFailed"
+        elif "password authentication failed" in text or "no password supplied" in text:
             reason = "AuthenticationFailed"
         elif "does not exist" in text:
             reason = "DatabaseNotFound"
@@ -310,8 +320,15 @@ class Reconciler:
         db = ((spec.get("database") or {}).get("spec") or {}).get("postgresql") or {}
         password, problem = self.secret_value(namespace, db.get("passwordRef"),
                                               ("postgres-password", "postgresql-password"))
-        results["DatabaseReady"] = (False, "SecretNotFound", problem) if problem and db.get("passwordRef") \
-            else check_database(spec, password)
+        trusted, missing = [], None
+        for ref in (spec.get("core") or {}).get("certificateRefs") or []:
+            pem, missing = self.secret_value(namespace, ref, ("ca.crt",))
+            if missing:
+                break
+            trusted.append(pem)
+        problem = problem if problem and db.get("passwordRef") else missing
+        results["DatabaseReady"] = (False, "SecretNotFound", problem) if problem \
+            else check_database(spec, password, "".join(trusted))
         rd = ((spec.get("cache") or {}).get("spec") or {}).get("redis") or {}
         password, problem = self.secret_value(namespace, rd.get("passwordRef"), ("redis-password",)) \
             if rd.get("passwordRef") else (None, None)

@@ -66,7 +66,8 @@ class CollectionOps:
     def _pg_params(self):
         return {"login_host": self.env["LAB_PG_HOST"], "login_port": int(self.env["LAB_PG_PORT"]),
                 "login_user": self.env["LAB_PG_USER"], "login_password": self.env["LAB_PG_PASSWORD"],
-                "login_db": "postgres", "ssl_mode": "disable", "ca_cert": None, "connect_timeout": 10}
+                "login_db": "postgres", "ssl_mode": "verify-full", "ca_cert": self.env["LAB_CA_CERT"],
+                "connect_timeout": 10}
 
     def _s3_params(self):
         return {"endpoint_url": self.env["LAB_S3_ENDPOINT"], "iam_endpoint_url": None,
@@ -117,7 +118,7 @@ class CollectionOps:
                     "version": HARBOR_VERSION, "expose": {"host": "{tenant}.bench.example.test"},
                     "token_issuer": {"name": TOKEN_ISSUER, "kind": "Issuer"},
                     "database": {"host": self.env["LAB_PG_HOST"], "port": int(self.env["LAB_PG_PORT"]),
-                                 "ssl_mode": "disable", "password": own.get("database")},
+                                 "ca_cert": self.env["LAB_CA_CERT"], "password": own.get("database")},
                     "cache": {"host": t.cache_host, "port": t.cache_port, "password": own.get("cache")},
                     "storage": {"region": self.env["LAB_S3_REGION"], "endpoint": self.env["LAB_S3_ENDPOINT"]},
                     "admin_password": own.get("admin")}))

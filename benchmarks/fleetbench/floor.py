@@ -3,8 +3,10 @@
 Nothing here comes from the collection: each store is driven with its usual client (psycopg2, redis-py, boto3,
 urllib3 against the Kubernetes API) and the fewest round trips that do the job, with client-side concurrency:
 
-* Kubernetes: per tenant, server-side apply of the namespace, 3 Secrets and (last) the HarborCluster; a no-op is
+* Kubernetes: per tenant, server-side apply of the namespace, 4 Secrets (3 passwords and the CA that signs the
+  PostgreSQL server's certificate, which Harbor's database clients trust) and (last) the HarborCluster; a no-op is
   one LIST per kind.
+* Every PostgreSQL connection is TLS with verify-full against the lab's CA, as the collection's.
 * PostgreSQL: per tenant, CREATE ROLE + COMMENT (one round trip), CREATE DATABASE, COMMENT + REVOKE (one), and
   ALTER SCHEMA public OWNER in the new database (what tenant_database does for a NOINHERIT role); a no-op is one
   query over every tenant. Passwords travel as plaintext (the server hashes them); the collection computes SCRAM
@@ -36,7 +38,8 @@ LABEL_MANAGED = "app.kubernetes.io/managed-by"
 LABEL_TENANT = "harborfleet.io/tenant"
 SECRETS = {"database": ("goharbor.io/postgresql", ("postgres-password", "postgresql-password")),
            "cache": ("goharbor.io/redis", ("redis-password",)),
-           "admin": ("goharbor.io/single", ("secret",))}
+           "admin": ("goharbor.io/single", ("secret",)),
+           "trust": ("Opaque", ("ca.crt",))}
 STORAGE_SECRET = ("goharbor.io/single", ("secret",))
 LIFECYCLE = [
     {"ID": "harborfleet-abort-incomplete-multipart-uploads", "Status": "Enabled", "Filter": {"Prefix": ""},
@@ -158,12 +161,14 @@ def cluster_manifest(tenant, env):
             "spec": {
                 "version": HARBOR_VERSION, "externalURL": f"https://{host}",
                 "harborAdminPasswordRef": f"{tenant.tenant}-admin",
-                "core": {"tokenIssuer": {"kind": "Issuer", "name": TOKEN_ISSUER}},
+                "core": {"tokenIssuer": {"kind": "Issuer", "name": TOKEN_ISSUER},
+                         "certificateRefs": [f"{tenant.tenant}-trust"]},
+                "jobservice": {"certificateRefs": [f"{tenant.tenant}-trust"]},
                 "expose": {"core": {"ingress": {"host": host}}},
                 "database": {"kind": "PostgreSQL", "spec": {"postgresql": {
                     "hosts": [{"host": env["LAB_PG_HOST"], "port": int(env["LAB_PG_PORT"])}],
                     "username": f"harbor_{tenant.slug}", "passwordRef": f"{tenant.tenant}-database",
-                    "prefix": f"{tenant.slug}_", "sslMode": "disable"}}},
+                    "prefix": f"{tenant.slug}_", "sslMode": "verify-full"}}},
                 "cache": {"kind": "Redis", "spec": {"redis": {
                     "host": tenant.cache_host, "port": tenant.cache_port,
                     "sentinelMasterSet": f"harbor-{tenant.tenant}", "passwordRef": f"{tenant.tenant}-cache"}}},
@@ -189,7 +194,7 @@ class Floor:
         import psycopg2  # pylint: disable=import-outside-toplevel
         conn = psycopg2.connect(host=self.env["LAB_PG_HOST"], port=int(self.env["LAB_PG_PORT"]),
                                 user=self.env["LAB_PG_USER"], password=self.env["LAB_PG_PASSWORD"], dbname=dbname,
-                                sslmode="disable", connect_timeout=10)
+                                sslmode="verify-full", sslrootcert=self.env["LAB_CA_CERT"], connect_timeout=10)
         conn.autocommit = True
         return conn
 
@@ -222,7 +227,8 @@ class Floor:
     # ------------------------------------------------------------------ provision
     def provision(self, tenants):
         for t in tenants:
-            self.passwords[t.tenant] = {"database": password(), "cache": t.cache_password, "admin": password()}
+            self.passwords[t.tenant] = {"database": password(), "cache": t.cache_password, "admin": password(),
+                                        "trust": self._ca_pem()}
         timings = {}
         kube = KubeRaw(self.env["LAB_KUBECONFIG"], self.options.floor_concurrency + 2)
         try:
@@ -246,6 +252,10 @@ class Floor:
             for purpose in SECRETS:
                 kube.apply(secret_manifest(tenant, purpose, self.passwords[tenant.tenant][purpose]))
         return work
+
+    def _ca_pem(self):
+        with open(self.env["LAB_CA_CERT"], encoding="ascii") as handle:
+            return handle.read().strip() + "\n"
 
     def _pg_tenant(self, tenant, conn):
         from psycopg2 import sql  # pylint: disable=import-outside-toplevel
@@ -307,8 +317,9 @@ class Floor:
         self._timed(timings, "sentinel", lambda: found.update(sentinel=self._sentinel_read(tenants)))
         s3 = self._boto("s3", self.options.floor_concurrency)
         self._timed(timings, "bucket", lambda: found.update(bucket=self._bucket_read(s3, tenants)))
-        missing = {key: len(tenants) * (3 if key == "secrets" else 1) - value for key, value in found.items()
-                   if value != len(tenants) * (3 if key == "secrets" else 1)}
+        per_tenant = {"secrets": len(SECRETS)}
+        missing = {key: len(tenants) * per_tenant.get(key, 1) - value for key, value in found.items()
+                   if value != len(tenants) * per_tenant.get(key, 1)}
         if missing:
             raise BenchError(f"floor no-op: objects missing or different: {missing}")
         return timings

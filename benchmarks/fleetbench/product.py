@@ -85,7 +85,7 @@ class ProductPath(AnsiblePath):
                                                                         "jobservice": 1}}},
             "tiers": {
                 "postgres": [{"name": "lab-pg", "host": env["LAB_PG_HOST"], "port": int(env["LAB_PG_PORT"]),
-                              "ssl_mode": "disable", "capacity": len(tenants)}],
+                              "ca_cert": env["LAB_CA_CERT"], "capacity": len(tenants)}],
                 "sentinel_groups": groups,
                 "s3": [{"name": "lab-s3", "endpoint": env["LAB_S3_ENDPOINT"], "region": env["LAB_S3_REGION"],
                         "bucket_prefix": "harbor-", "wait_timeout": options.s3_wait_timeout}],

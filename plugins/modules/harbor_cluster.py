@@ -370,6 +370,7 @@ options:
             (C(spec.core) and C(spec.jobservice)) trust through C(certificateRefs), added to any that
             O(spec_overrides) gives.
           - Unset, Harbor verifies the server against its images' system CAs.
+          - A changed CA is written to the Secret at once; Harbor's pods read it when they (re)start.
         type: path
       username:
         description: The login Harbor uses. Defaults to C(harbor_<id>) (C(-) as C(_)).

@@ -62,7 +62,7 @@ def lab_tiers(env, redis_port_base, bucket_prefix, capacity=20):
               "redis": False}]
     return {
         "postgres": [{"name": "lab-pg", "host": env["LAB_PG_HOST"], "port": int(env["LAB_PG_PORT"]),
-                      "ssl_mode": "disable"}],
+                      "ca_cert": env["LAB_CA_CERT"]}],  # TLS, verify-full by default
         "sentinel_groups": [{"name": "lab-sg", "capacity": capacity, "redis_port_base": lab_port(env, redis_port_base),
                              "hosts": hosts}],  # sentinels: the hosts' addresses
         "s3": [{"name": "lab-s3", "endpoint": env["LAB_S3_ENDPOINT"], "region": env["LAB_S3_REGION"],
@@ -130,7 +130,8 @@ def sentinel_addresses(lab_env):
 def pg_connect(lab_env, autocommit=False, **overrides):
     import psycopg2
     params = dict(host=lab_env["LAB_PG_HOST"], port=int(lab_env["LAB_PG_PORT"]), user=lab_env["LAB_PG_USER"],
-                  password=lab_env["LAB_PG_PASSWORD"], dbname="postgres", connect_timeout=5)
+                  password=lab_env["LAB_PG_PASSWORD"], dbname="postgres", connect_timeout=5,
+                  sslmode="verify-full", sslrootcert=lab_env["LAB_CA_CERT"])  # the lab's servers take TLS only
     params.update(overrides)
     conn = psycopg2.connect(**params)
     conn.autocommit = autocommit
@@ -146,12 +147,12 @@ def harbor_cluster_manifest(name, namespace, **spec_overrides):
         "version": "2.6.4",
         "externalURL": f"https://{name}.registry.example.test",
         "harborAdminPasswordRef": f"{name}-admin",
-        "core": {"tokenIssuer": {"kind": "Issuer", "name": "harbor-issuer"}},
+        "core": {"tokenIssuer": {"kind": "Issuer", "name": "harbor-issuer"}, "certificateRefs": [f"{name}-trust"]},
         "expose": {"core": {"ingress": {"host": f"{name}.registry.example.test"},
                             "tls": {"certificateRef": f"{name}-tls"}}},
         "database": {"kind": "PostgreSQL", "spec": {"postgresql": {
             "hosts": [{"host": env["LAB_PG_HOST"], "port": int(env["LAB_PG_PORT"])}], "username": f"harbor_{name}",
-            "passwordRef": f"{name}-database", "sslMode": "disable", "prefix": f"{name}_"}}},
+            "passwordRef": f"{name}-database", "sslMode": "verify-full", "prefix": f"{name}_"}}},
         "cache": {"kind": "Redis", "spec": {"redis": {
             "host": sentinel_host, "port": int(sentinel_port), "sentinelMasterSet": f"harbor-{name}",
             "passwordRef": f"{name}-cache"}}},
@@ -207,4 +208,5 @@ def run_module(lab_env):
 def pg_login(lab_env):
     """Connection options of the lab's PostgreSQL admin login, as the modules take them."""
     return dict(login_host=lab_env["LAB_PG_HOST"], login_port=int(lab_env["LAB_PG_PORT"]),
-                login_user=lab_env["LAB_PG_USER"], login_password=lab_env["LAB_PG_PASSWORD"])
+                login_user=lab_env["LAB_PG_USER"], login_password=lab_env["LAB_PG_PASSWORD"],
+                ca_cert=lab_env["LAB_CA_CERT"])  # TLS, verify-full by default

@@ -15,7 +15,7 @@ def test_module_defaults_for_a_backend_group(lab_env, tmp_path):
                                  "group/harborfleet.fleet.postgres": {
                                      "login_host": lab_env["LAB_PG_HOST"], "login_port": int(lab_env["LAB_PG_PORT"]),
                                      "login_user": lab_env["LAB_PG_USER"], "login_password": lab_env["LAB_PG_PASSWORD"],
-                                     "ssl_mode": "disable"}},
+                                     "ca_cert": lab_env["LAB_CA_CERT"]}},
              "tasks": [
                  {"name": "Kubernetes connection from the group's defaults",
                   "harborfleet.fleet.harbor_cluster_info": {"tenants": ["group-a"]}, "register": "info"},

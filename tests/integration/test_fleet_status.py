@@ -60,7 +60,7 @@ def build_fleet(directory, lab_env, kube, deps, names, unique, created):
         "plans": {"small": {}, "large": {}, ODD_PLAN: {}},
         "tiers": {
             "postgres": [{"name": "pg-lab", "host": lab_env["LAB_PG_HOST"], "port": int(lab_env["LAB_PG_PORT"]),
-                          "capacity": 10}],
+                          "ca_cert": lab_env["LAB_CA_CERT"], "capacity": 10}],
             "sentinel_groups": [{"name": "sg-lab", "sentinels": sentinels, "capacity": 10,
                                  "redis_port_base": 27500}],
             "s3": [{"name": "s3-lab", "endpoint": lab_env["LAB_S3_ENDPOINT"], "region": lab_env["LAB_S3_REGION"],

@@ -163,7 +163,8 @@ def cluster_args(lab_env, tenant, dependencies=None, **extra):
         "version": "2.6.4",
         "expose": {"host": "{tenant}.registry.example.test", "tls_secret": "{tenant}-tls"},
         "token_issuer": {"name": "harbor-issuer"},
-        "database": {"host": lab_env["LAB_PG_HOST"], "port": int(lab_env["LAB_PG_PORT"]), "ssl_mode": "disable",
+        "database": {"host": lab_env["LAB_PG_HOST"], "port": int(lab_env["LAB_PG_PORT"]),
+                     "ca_cert": lab_env["LAB_CA_CERT"],  # TLS: verify-full by default
                      "password": dependencies.db_password if dependencies else "not-a-real-password"},
         "cache": {"host": lab_env["LAB_SENTINELS"].split(",")[0].split(":")[0],
                   "port": int(lab_env["LAB_SENTINELS"].split(",")[0].split(":")[1]),
@@ -273,6 +274,47 @@ def test_a_dependency_that_breaks_later_shows_on_a_healthy_cluster(run_module, l
     set_password(deps.db_password)
     assert wait_for(lambda: status()[0] == "healthy", 90, interval=1), status()
     assert kube.cluster(tenant)["metadata"]["generation"] == generation
+
+
+# --------------------------------------------------------------------------- TLS to the database
+
+def test_harbor_reaches_its_database_over_verified_tls_with_the_ca_from_its_trust_secret(
+        run_module, lab_env, kube, deps, cleanup, tmp_path, reliability):
+    """The cluster asks for verify-full and trusts the tier's CA through the Secret <id>-trust named by core's and
+    jobservice's certificateRefs; the lab's stand-in operator logs in exactly so (the server takes TLS logins only).
+    A CA that did not sign the server's certificate turns the database unready with the TLS failure."""
+    import base64
+    import subprocess
+    tenant = deps.name
+    cleanup(tenant)
+    created = run_module("harbor_cluster", cluster_args(lab_env, tenant, deps, wait=True, wait_timeout=60))
+    assert created["status"] == "healthy" and created["secrets"]["trust"] == "created", created
+    spec = kube.cluster(tenant)["spec"]
+    assert spec["database"]["spec"]["postgresql"]["sslMode"] == "verify-full"
+    assert spec["core"]["certificateRefs"] == spec["jobservice"]["certificateRefs"] == [f"{tenant}-trust"]
+    trust = kube.core.read_namespaced_secret(f"{tenant}-trust", f"harbor-{tenant}")
+    with open(lab_env["LAB_CA_CERT"], encoding="ascii") as handle:
+        assert base64.b64decode(trust.data["ca.crt"]).decode() == handle.read()
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=not-the-lab-ca", "-keyout", str(tmp_path / "other.key"), "-out", str(tmp_path / "other.crt")],
+                   check=True, capture_output=True)
+    foreign = cluster_args(lab_env, tenant, deps, database={"ca_cert": str(tmp_path / "other.crt")})
+    other = run_module("harbor_cluster", foreign)
+    assert other["secrets"]["trust"] == "changed" and other["actions"] == [
+        f"update Secret harbor-{tenant}/{tenant}-trust"], other  # the spec is unchanged: only the CA
+
+    def database():
+        live = kube.cluster(tenant).get("status") or {}
+        return {c["type"]: c for c in live.get("conditions") or []}.get("DatabaseReady") or {}
+    # the operator's resync finds it (a changed CA reaches Harbor's pods when they restart)
+    assert wait_for(lambda: database().get("reason") == "TLSFailed", 90, interval=1), database()
+    assert "certificate verify failed" in database()["message"]
+    back = run_module("harbor_cluster", cluster_args(lab_env, tenant, deps))
+    assert back["secrets"]["trust"] == "changed", back
+    assert wait_for(lambda: database().get("status") == "True", 90, interval=1), database()
+    reliability("tls", "Harbor's database login (verify-full, CA from the trust Secret)", 2,
+                "the lab CA logs in; a foreign CA: TLSFailed, certificate verify failed")
 
 
 # --------------------------------------------------------------------------- the API server's own checks

@@ -14,7 +14,7 @@ from conftest import ROOT
 def fleet(lab_env, tenants, name, **tiers):
     base = {
         "postgres": [{"name": "pg-lab", "host": lab_env["LAB_PG_HOST"], "port": int(lab_env["LAB_PG_PORT"]),
-                      "capacity": 10}],
+                      "ca_cert": lab_env["LAB_CA_CERT"], "capacity": 10}],
         "sentinel_groups": [{"name": "sg-lab", "sentinels": lab_env["LAB_SENTINELS"].split(","), "capacity": 10,
                              "redis_port_base": 27600}],
         "s3": [{"name": "s3-lab", "endpoint": lab_env["LAB_S3_ENDPOINT"]}],

@@ -21,6 +21,8 @@ def secret_values(kube_client):
     for tid in IDS:
         secrets = core.list_namespaced_secret(f"harbor-{tid}", label_selector="harborfleet.io/tenant").items
         for secret in secrets:
+            if secret.metadata.name.endswith("-trust"):
+                continue  # the CA certificate Harbor trusts for the database: public, not a secret
             for key, data in (secret.data or {}).items():
                 values[f"{secret.metadata.name}/{key}"] = base64.b64decode(data).decode()
     return values
