@@ -73,3 +73,66 @@ def test_the_admin_role_is_created_its_password_updated_and_a_rerun_changes_noth
         with conn.cursor() as cur:
             cur.execute(f'DROP ROLE IF EXISTS "{user}"')
         conn.close()
+
+
+SERVER_PLAY = """
+- name: The server step of the postgres role
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Install and configure the server
+      ansible.builtin.include_role:
+        name: harborfleet.fleet.postgres
+        tasks_from: server.yml
+"""
+
+CONF_PLAY = """
+- name: The server settings the postgres role writes
+  hosts: localhost
+  gather_facts: false
+  vars:
+    postgres_listen_addresses: "*"
+    postgres_port: 5432
+    postgres_max_connections: 500
+    postgres_settings: {}
+    postgres_tls: true  # the role's defaults
+    postgres_tls_cert_file: ""
+    postgres_tls_key_file: ""
+  tasks:
+    - name: Render the settings file
+      ansible.builtin.template:
+        src: "{{ role_path_under_test }}/templates/harborfleet.conf.j2"
+        dest: "{{ conf_out }}"
+        mode: "0600"
+"""
+
+
+def run_play(tmp_path, text, extra):
+    play = tmp_path / "play.yml"
+    play.write_text(text)
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", "localhost,",
+                           "-c", "local", "-e", json.dumps(extra), str(play)],
+                          capture_output=True, text=True, cwd=ROOT, check=False, timeout=300,
+                          env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_PYTHON_INTERPRETER=sys.executable))
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_the_server_step_refuses_a_server_without_tls_before_installing_anything(tmp_path):
+    rc, output = run_play(tmp_path, SERVER_PLAY, {"postgres_admin_password": "x" * 20})
+    assert rc != 0 and "postgres_tls: a fleet's PostgreSQL serves TLS - set postgres_tls_cert_file" in output, output
+    assert "Install PostgreSQL packages" not in output  # stopped before the first change
+
+
+@pytest.mark.parametrize("settings, expected, absent", [
+    ({"postgres_tls_cert_file": "/etc/pg/server.crt", "postgres_tls_key_file": "/etc/pg/server.key"},
+     ["ssl = on", "ssl_cert_file = '/etc/pg/server.crt'", "ssl_key_file = '/etc/pg/server.key'",
+      "ssl_min_protocol_version = 'TLSv1.2'"], ["ssl = off"]),
+    ({"postgres_tls": False, "postgres_allow_plain": True}, ["ssl = off"], ["ssl = on"]),
+])
+def test_the_settings_file_serves_tls_unless_plain_is_allowed(tmp_path, settings, expected, absent):
+    out = tmp_path / "harborfleet.conf"
+    role = os.path.join(ROOT, "roles", "postgres")
+    rc, output = run_play(tmp_path, CONF_PLAY, dict(settings, role_path_under_test=role, conf_out=str(out)))
+    assert rc == 0, output
+    text = out.read_text()
+    assert all(line in text for line in expected) and not any(line in text for line in absent), text
