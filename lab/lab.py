@@ -240,7 +240,7 @@ def lab_env():
         "LAB_CA_CERT": str(STORES_PKI / "ca.crt"),
         "LAB_SENTINELS": ",".join(f"{LOOPBACK}:{p}" for p in PORTS["sentinels"]),
         "LAB_SENTINEL_PASSWORD": creds["sentinel_password"],
-        "LAB_S3_ENDPOINT": f"http://{LOOPBACK}:{PORTS['s3']}",
+        "LAB_S3_ENDPOINT": f"https://{LOOPBACK}:{PORTS['s3']}",
         "LAB_S3_REGION": "us-east-1",
         "LAB_S3_ACCESS_KEY": creds["s3_access_key"],
         "LAB_S3_SECRET_KEY": creds["s3_secret_key"],
@@ -256,7 +256,7 @@ def lab_env():
             f"LAB_{key}_KUBECONTEXT": f"lab-{region}",
             f"LAB_{key}_PG_PORT": str(ports["postgres"]),
             f"LAB_{key}_PG_PASSWORD": creds[f"pg_password_{region}"],
-            f"LAB_{key}_S3_ENDPOINT": f"http://{LOOPBACK}:{ports['s3']}",
+            f"LAB_{key}_S3_ENDPOINT": f"https://{LOOPBACK}:{ports['s3']}",
             f"LAB_{key}_S3_ACCESS_KEY": creds[f"s3_access_key_{region}"],
             f"LAB_{key}_S3_SECRET_KEY": creds[f"s3_secret_key_{region}"],
         })
@@ -777,6 +777,7 @@ class SeaweedFS(Service):
         (self.dir / "data").chmod(0o700)  # weed's files under it are 0644/0755 less the umask spawn gives it
         weed = Path(sys.executable).parent / "weed"
         ports = self.ports
+        _ca, cert, key = stores_pki()  # S3 over https only (weed serves TLS on the S3 port when given both)
         spawn([str(weed), "mini", f"-dir={self.dir / 'data'}", f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
                f"-master.port={ports['weed_master']}", f"-volume.port={ports['weed_volume']}",
                f"-filer.port={ports['weed_filer']}", f"-s3.port={self.port}", f"-admin.port={ports['weed_admin']}",
@@ -785,7 +786,8 @@ class SeaweedFS(Service):
                f"-filer.port.grpc={ports['weed_filer_grpc']}", f"-s3.port.grpc={ports['s3_grpc']}",
                f"-admin.port.grpc={ports['weed_admin_grpc']}",
                "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
-               "-master.telemetry=false", f"-s3.config={config}", "-s3.iam.readOnly=false"],
+               "-master.telemetry=false", f"-s3.config={config}", "-s3.iam.readOnly=false",
+               f"-s3.cert.file={cert}", f"-s3.key.file={key}"],
               self.logfile, self.pidfile)
 
     def ready(self):
@@ -793,8 +795,10 @@ class SeaweedFS(Service):
         import urllib.error
         if not port_open(self.port):
             return False
+        import ssl
+        context = ssl.create_default_context(cafile=str(stores_pki()[0]))
         try:  # anonymous requests are refused once the S3 gateway has loaded its identities
-            urllib.request.urlopen(f"http://{LOOPBACK}:{self.port}/", timeout=1)
+            urllib.request.urlopen(f"https://{LOOPBACK}:{self.port}/", timeout=1, context=context)
         except urllib.error.HTTPError as exc:
             return exc.code == 403
         except OSError:

@@ -160,7 +160,10 @@ def check_cache(spec, password, sentinel_password):
     return True, "Connected", f"PING answered by {where}"
 
 
-def check_storage(spec, secret_key):
+def check_storage(spec, secret_key, trusted=None):
+    """HEAD the bucket as Harbor's registry would: over the endpoint's scheme, trusting the CA certificates of
+    the registry's certificateRefs (``trusted``, PEM text)."""
+    import tempfile
     import boto3
     import botocore.config
     import botocore.exceptions
@@ -168,11 +171,20 @@ def check_storage(spec, secret_key):
     bucket = s3.get("bucket")
     if not s3.get("accesskey") or not secret_key:
         return False, "NoCredentials", "the lab checks S3 with keys: accesskey or the secret key is missing"
-    client = boto3.client("s3", endpoint_url=s3.get("regionendpoint") or None, region_name=s3.get("region"),
-                          aws_access_key_id=s3["accesskey"], aws_secret_access_key=secret_key,
-                          config=botocore.config.Config(connect_timeout=CHECK_TIMEOUT, read_timeout=CHECK_TIMEOUT,
-                                                        retries={"max_attempts": 1},
-                                                        s3={"addressing_style": "path"}))
+    with tempfile.NamedTemporaryFile("w", suffix=".crt") as roots:
+        roots.write(trusted or "")
+        roots.flush()
+        client = boto3.client("s3", endpoint_url=s3.get("regionendpoint") or None, region_name=s3.get("region"),
+                              aws_access_key_id=s3["accesskey"], aws_secret_access_key=secret_key,
+                              verify=roots.name if trusted else not s3.get("skipverify"),
+                              config=botocore.config.Config(connect_timeout=CHECK_TIMEOUT, read_timeout=CHECK_TIMEOUT,
+                                                            retries={"max_attempts": 1},
+                                                            s3={"addressing_style": "path"}))
+        return _head_bucket(client, bucket)
+
+
+def _head_bucket(client, bucket):
+    import botocore.exceptions
     try:
         client.head_bucket(Bucket=bucket)
     except botocore.exceptions.ClientError as exc:
@@ -181,7 +193,8 @@ def check_storage(spec, secret_key):
             code, "RequestFailed")
         return False, reason, f"HEAD bucket {bucket}: {code} {exc.response.get('Error', {}).get('Message', '')}".strip()
     except (botocore.exceptions.BotoCoreError, OSError) as exc:
-        return False, "ConnectionFailed", f"HEAD bucket {bucket}: {_first_line(exc)}"
+        reason = "TLSFailed" if isinstance(exc, botocore.exceptions.SSLError) else "ConnectionFailed"
+        return False, reason, f"HEAD bucket {bucket}: {_first_line(exc)}"
     return True, "BucketReachable", f"HEAD bucket {bucket} succeeded"
 
 
@@ -287,6 +300,17 @@ class Reconciler:
                 return base64.b64decode(data[key]).decode("utf-8", "replace"), None
         return None, f"Secret {namespace}/{name} has none of the keys {', '.join(keys)}"
 
+    def trusted(self, namespace, spec, component):
+        """The CA certificates ``component`` trusts (its certificateRefs' ``ca.crt``, as the operator mounts them)
+        as PEM text, or a problem naming a missing Secret."""
+        pems = []
+        for ref in (spec.get(component) or {}).get("certificateRefs") or []:
+            pem, missing = self.secret_value(namespace, ref, ("ca.crt",))
+            if missing:
+                return None, missing
+            pems.append(pem)
+        return "".join(pems), None
+
     def patch_status(self, namespace, name, status):
         status = dict(status, revision=time.time_ns(), operator=CONTROLLER)
         self.custom.patch_namespaced_custom_object_status(
@@ -320,15 +344,10 @@ class Reconciler:
         db = ((spec.get("database") or {}).get("spec") or {}).get("postgresql") or {}
         password, problem = self.secret_value(namespace, db.get("passwordRef"),
                                               ("postgres-password", "postgresql-password"))
-        trusted, missing = [], None
-        for ref in (spec.get("core") or {}).get("certificateRefs") or []:
-            pem, missing = self.secret_value(namespace, ref, ("ca.crt",))
-            if missing:
-                break
-            trusted.append(pem)
+        trusted, missing = self.trusted(namespace, spec, "core")
         problem = problem if problem and db.get("passwordRef") else missing
         results["DatabaseReady"] = (False, "SecretNotFound", problem) if problem \
-            else check_database(spec, password, "".join(trusted))
+            else check_database(spec, password, trusted)
         rd = ((spec.get("cache") or {}).get("spec") or {}).get("redis") or {}
         password, problem = self.secret_value(namespace, rd.get("passwordRef"), ("redis-password",)) \
             if rd.get("passwordRef") else (None, None)
@@ -337,7 +356,10 @@ class Reconciler:
         s3 = ((spec.get("storage") or {}).get("spec") or {}).get("s3") or {}
         password, problem = self.secret_value(namespace, s3.get("secretkeyRef"), ("secret",)) \
             if s3.get("secretkeyRef") else (None, None)
-        results["StorageReady"] = (False, "SecretNotFound", problem) if problem else check_storage(spec, password)
+        trusted, missing = self.trusted(namespace, spec, "registry")
+        problem = problem or missing
+        results["StorageReady"] = (False, "SecretNotFound", problem) if problem \
+            else check_storage(spec, password, trusted)
 
         failed = [ctype for ctype, (ok, _, _) in results.items() if not ok]
         stamp = now()

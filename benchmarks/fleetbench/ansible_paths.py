@@ -24,7 +24,7 @@ def lab_vars(env, options):
     return {
         "bench_lab": {"kubeconfig": env["LAB_KUBECONFIG"], "pg_host": env["LAB_PG_HOST"],
                       "pg_port": int(env["LAB_PG_PORT"]), "pg_user": env["LAB_PG_USER"],
-                      "pg_password": env["LAB_PG_PASSWORD"], "pg_ca_cert": env["LAB_CA_CERT"],
+                      "pg_password": env["LAB_PG_PASSWORD"], "ca_cert": env["LAB_CA_CERT"],
                       "sentinel_password": env["LAB_SENTINEL_PASSWORD"],
                       "s3_endpoint": env["LAB_S3_ENDPOINT"], "s3_region": env["LAB_S3_REGION"],
                       "s3_access_key": env["LAB_S3_ACCESS_KEY"], "s3_secret_key": env["LAB_S3_SECRET_KEY"]},

@@ -72,7 +72,7 @@ class CollectionOps:
     def _s3_params(self):
         return {"endpoint_url": self.env["LAB_S3_ENDPOINT"], "iam_endpoint_url": None,
                 "region": self.env["LAB_S3_REGION"], "access_key": self.env["LAB_S3_ACCESS_KEY"],
-                "secret_key": self.env["LAB_S3_SECRET_KEY"], "session_token": None, "ca_bundle": None,
+                "secret_key": self.env["LAB_S3_SECRET_KEY"], "session_token": None, "ca_bundle": self.env["LAB_CA_CERT"],
                 "validate_certs": True, "addressing_style": "auto", "retry_mode": "standard", "max_attempts": 5,
                 "connect_timeout": 10, "read_timeout": 60}
 
@@ -120,7 +120,8 @@ class CollectionOps:
                     "database": {"host": self.env["LAB_PG_HOST"], "port": int(self.env["LAB_PG_PORT"]),
                                  "ca_cert": self.env["LAB_CA_CERT"], "password": own.get("database")},
                     "cache": {"host": t.cache_host, "port": t.cache_port, "password": own.get("cache")},
-                    "storage": {"region": self.env["LAB_S3_REGION"], "endpoint": self.env["LAB_S3_ENDPOINT"]},
+                    "storage": {"region": self.env["LAB_S3_REGION"], "endpoint": self.env["LAB_S3_ENDPOINT"],
+                                "ca_cert": self.env["LAB_CA_CERT"]},
                     "admin_password": own.get("admin")}))
             out["cluster"] = _summary(_plans(k8s.HarborClusterBackend(kube, concurrency=self.concurrency),
                                              cluster_specs))

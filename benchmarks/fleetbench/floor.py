@@ -6,7 +6,7 @@ urllib3 against the Kubernetes API) and the fewest round trips that do the job, 
 * Kubernetes: per tenant, server-side apply of the namespace, 4 Secrets (3 passwords and the CA that signs the
   PostgreSQL server's certificate, which Harbor's database clients trust) and (last) the HarborCluster; a no-op is
   one LIST per kind.
-* Every PostgreSQL connection is TLS with verify-full against the lab's CA, as the collection's.
+* Every PostgreSQL and S3 connection is TLS, verified against the lab's CA, as the collection's.
 * PostgreSQL: per tenant, CREATE ROLE + COMMENT (one round trip), CREATE DATABASE, COMMENT + REVOKE (one), and
   ALTER SCHEMA public OWNER in the new database (what tenant_database does for a NOINHERIT role); a no-op is one
   query over every tenant. Passwords travel as plaintext (the server hashes them); the collection computes SCRAM
@@ -164,6 +164,7 @@ def cluster_manifest(tenant, env):
                 "core": {"tokenIssuer": {"kind": "Issuer", "name": TOKEN_ISSUER},
                          "certificateRefs": [f"{tenant.tenant}-trust"]},
                 "jobservice": {"certificateRefs": [f"{tenant.tenant}-trust"]},
+                "registry": {"certificateRefs": [f"{tenant.tenant}-trust"]},
                 "expose": {"core": {"ingress": {"host": host}}},
                 "database": {"kind": "PostgreSQL", "spec": {"postgresql": {
                     "hosts": [{"host": env["LAB_PG_HOST"], "port": int(env["LAB_PG_PORT"])}],
@@ -204,7 +205,7 @@ class Floor:
         return boto3.session.Session().client(
             service, endpoint_url=self.env["LAB_S3_ENDPOINT"], region_name=self.env["LAB_S3_REGION"],
             aws_access_key_id=self.env["LAB_S3_ACCESS_KEY"], aws_secret_access_key=self.env["LAB_S3_SECRET_KEY"],
-            config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=concurrency + 2,
+            verify=self.env["LAB_CA_CERT"], config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=concurrency + 2,
                           signature_version="s3v4" if service == "s3" else None))
 
     def _sentinels(self, tenants):

@@ -42,7 +42,7 @@ def main():
             cursor.execute("SELECT rolname FROM pg_roles WHERE rolname LIKE 'harbor\\_rg\\_%' ORDER BY 1")
             roles = [row[0] for row in cursor.fetchall()]
         conn.close()
-        s3 = boto3.client("s3", endpoint_url=where["s3"], region_name="us-east-1",
+        s3 = boto3.client("s3", endpoint_url=where["s3"], region_name="us-east-1", verify=env["LAB_CA_CERT"],
                           aws_access_key_id=where["s3_key"][0], aws_secret_access_key=where["s3_key"][1])
         buckets = sorted(b["Name"] for b in s3.list_buckets()["Buckets"] if b["Name"].startswith(PREFIX))
         group = next(g for g in tiers["sentinel_groups"] if g["name"] == f"sg-{region}")

@@ -171,8 +171,8 @@ class Fleet:
                 if capacity is not None and (not isinstance(capacity, int) or isinstance(capacity, bool)
                                              or capacity < 0):
                     raise FleetError(f"{where}.capacity: must be a whole number >= 0")
-                if kind == "postgres":
-                    self._check_transport(member, where)
+                if kind in ("postgres", "s3"):
+                    self._check_transport(kind, member, where)
                 if kind == "sentinel_groups":
                     self._check_group_hosts(member, where, hosts_seen)
                     self._check_group_ports(member, where)
@@ -180,14 +180,24 @@ class Fleet:
                         raise FleetError(f"{where}.sentinels: a sentinel group needs at least one sentinel host:port "
                                          "(or hosts running sentinels)")
 
-    def _check_transport(self, member, where):
-        """A PostgreSQL member's ``ssl_mode`` (verify-full unless the fleet says otherwise) and ``ca_cert``: a file
-        of the CA certificates that sign the server's, relative to the fleet file (kept beside it in the project),
-        read into the member's ``ca_bundle``."""
-        mode = member.get("ssl_mode", DEFAULT_PG_SSL_MODE)
-        if mode not in PG_SSL_MODES:
-            raise FleetError(f"{where}.ssl_mode: {mode!r} is not one of {', '.join(PG_SSL_MODES)} (default "
-                             f"{DEFAULT_PG_SSL_MODE}; plain transport only by setting disable, allow or prefer)")
+    def _check_transport(self, kind, member, where):
+        """TLS unless the fleet says otherwise: a PostgreSQL member's ``ssl_mode`` (verify-full by default), an S3
+        member's endpoint (https, or http with ``allow_plain: true``); and ``ca_cert``, a file of the CA certificates
+        that sign the store's, relative to the fleet file (kept beside it in the project), read into the member's
+        ``ca_bundle``."""
+        if kind == "postgres":
+            mode = member.get("ssl_mode", DEFAULT_PG_SSL_MODE)
+            if mode not in PG_SSL_MODES:
+                raise FleetError(f"{where}.ssl_mode: {mode!r} is not one of {', '.join(PG_SSL_MODES)} (default "
+                                 f"{DEFAULT_PG_SSL_MODE}; plain transport only by setting disable, allow or prefer)")
+        else:
+            endpoint = member.get("endpoint")
+            if endpoint is not None and (not isinstance(endpoint, str)
+                                         or urlparse(endpoint).scheme not in ("http", "https")):
+                raise FleetError(f"{where}.endpoint: {endpoint!r} is not an http(s) URL")
+            if endpoint and urlparse(endpoint).scheme == "http" and member.get("allow_plain") is not True:
+                raise FleetError(f"{where}.endpoint: {endpoint} is plain http, where keys and images travel in "
+                                 "clear; use https, or say allow_plain: true on the member")
         ca_cert = member.pop("ca_cert", None)
         if ca_cert is None:
             return
@@ -579,7 +589,7 @@ def _cluster_item(host, plan, storage_keys):
                      "ssl_mode": postgres.get("ssl_mode", DEFAULT_PG_SSL_MODE), "ca_cert": ca_file(postgres)},
         "cache": {"host": sentinel_host, "port": int(sentinel_port)},
         "storage": {"region": s3.get("region", DEFAULT_S3_REGION), "endpoint": s3.get("endpoint"),
-                    "access_key": storage_keys.get(tid)},
+                    "access_key": storage_keys.get(tid), "ca_cert": ca_file(s3)},
     }
     item["storage"] = {k: v for k, v in item["storage"].items() if v is not None}
     item["bucket_prefix"] = s3.get("bucket_prefix", DEFAULT_BUCKET_PREFIX)
@@ -625,7 +635,8 @@ def member_settings(member, kind, logins=None, defaults=None):
         return {"endpoint_url": member.get("endpoint") or None, "region": member.get("region") or DEFAULT_S3_REGION,
                 "bucket_prefix": DEFAULT_BUCKET_PREFIX if prefix is None else prefix,
                 "wait_timeout": DEFAULT_S3_WAIT_TIMEOUT if wait is None else int(wait),
-                "access_key": login.get("access_key") or None, "secret_key": login.get("secret_key") or None}
+                "access_key": login.get("access_key") or None, "secret_key": login.get("secret_key") or None,
+                "ca_bundle": ca_file(member)}
     return {"login_host": member.get("host"), "login_port": int(member.get("port") or DEFAULT_PG_PORT),
             "ssl_mode": member.get("ssl_mode") or DEFAULT_PG_SSL_MODE, "ca_cert": ca_file(member),
             "login_user": login.get("user") or None, "login_password": login.get("password") or None}

@@ -11,7 +11,7 @@ import json
 import re
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import (
-    FleetError, TenantInputError, deep_merge, read_ca_bundle)
+    PEM_CERT_RE, FleetError, TenantInputError, deep_merge, read_ca_bundle)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._k8s_client import _leaf_paths
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import (
     DEFAULT_PG_SSL_MODE, PG_SSL_MODES, Tenant, check_spec_overrides, is_url_safe_password, validate_bucket_name,
@@ -34,8 +34,9 @@ OPTION_OF_SPEC_FIELD = {"core": "token_issuer", "expose": "expose", "database": 
                         "imageSource": "image_source", "logLevel": "log_level", "externalURL": "external_url",
                         "version": "version", "harborAdminPasswordRef": "admin_password"}
 REPLICA_COMPONENTS = ("core", "portal", "registry", "registryctl", "jobservice")
-# The components that connect to PostgreSQL and so trust the CA that signs its certificate (certificateRefs)
-DATABASE_CLIENTS = ("core", "jobservice")
+# The components that connect to PostgreSQL (core, jobservice) or S3 (registry) and so trust the CAs that sign
+# their certificates (certificateRefs)
+STORE_CLIENTS = {"database": ("core", "jobservice"), "storage": ("registry",)}
 VERSION_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 URL_RE = re.compile(r"https?://[^\s/]+(/\S*)?")
 
@@ -165,8 +166,9 @@ class HarborClusterSpec:
         }
         _int_at_least(self.db["port"], "database.port", 1)
         self._password("database", db.get("password"))
+        self.trusted_by = {}  # store -> its CA certificates (PEM)
         if db.get("ca_cert"):
-            self.passwords["trust"] = read_ca_bundle(db["ca_cert"], "database.ca_cert")
+            self.trusted_by["database"] = read_ca_bundle(db["ca_cert"], "database.ca_cert")
 
         cache = self._section(params, "cache")
         if not cache.get("host"):
@@ -194,6 +196,11 @@ class HarborClusterSpec:
         if storage.get("access_key"):
             self._password("storage", storage.get("secret_key"))
         self.storage.pop("secret_key", None)  # kept only in self.passwords
+        if self.storage.pop("ca_cert", None):
+            self.trusted_by["storage"] = read_ca_bundle(storage["ca_cert"], "storage.ca_cert")
+        if self.trusted_by:  # one Secret for both stores' CAs, each certificate once
+            certs = [cert for pem in self.trusted_by.values() for cert in PEM_CERT_RE.findall(pem)]
+            self.passwords["trust"] = "\n".join(dict.fromkeys(certs)) + "\n"
 
         self._password("admin", params.get("admin_password"))
 
@@ -343,7 +350,7 @@ def build_cluster(spec):
     out = deep_merge(out, spec.spec_overrides)
     if "trust" in spec.passwords:  # added to any certificateRefs the overrides give
         trust = t.secret_name("trust")
-        for component in DATABASE_CLIENTS:
+        for component in sorted({c for store in spec.trusted_by for c in STORE_CLIENTS[store]}):
             refs = list((out.get(component) or {}).get("certificateRefs") or [])
             out.setdefault(component, {})["certificateRefs"] = refs + ([trust] if trust not in refs else [])
     metadata = {"name": spec.name, "namespace": spec.namespace, "labels": dict(spec.labels)}

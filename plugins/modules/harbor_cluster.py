@@ -163,6 +163,9 @@ options:
           certificate_secret:
             description: See the top-level O(storage.certificate_secret).
             type: str
+          ca_cert:
+            description: See the top-level O(storage.ca_cert).
+            type: path
           redirect:
             description: See the top-level O(storage.redirect).
             type: bool
@@ -366,9 +369,9 @@ options:
       ca_cert:
         description:
           - A file of PEM CA certificates that sign the server's certificate (on the host running the module). Its
-            certificates are written to the Secret C(<id>-trust) (key C(ca.crt)), which the cluster's database clients
-            (C(spec.core) and C(spec.jobservice)) trust through C(certificateRefs), added to any that
-            O(spec_overrides) gives.
+            certificates are written to the Secret C(<id>-trust) (key C(ca.crt), with O(storage.ca_cert)'s), which
+            the cluster's database clients (C(spec.core) and C(spec.jobservice)) trust through C(certificateRefs),
+            added to any that O(spec_overrides) gives.
           - Unset, Harbor verifies the server against its images' system CAs.
           - A changed CA is written to the Secret at once; Harbor's pods read it when they (re)start.
         type: path
@@ -456,6 +459,12 @@ options:
       certificate_secret:
         description: A Secret with the CA certificate of the store.
         type: str
+      ca_cert:
+        description:
+          - A file of PEM CA certificates that sign the store's certificate (on the host running the module), added
+            to the Secret C(<id>-trust) (see O(database.ca_cert)) that C(spec.registry) then trusts through
+            C(certificateRefs).
+        type: path
       redirect:
         description: Let clients download blobs directly from the store (C(spec.storage.spec.redirect.enable)).
         type: bool
@@ -781,6 +790,7 @@ STORAGE = dict(
     storage_class=dict(type="str"),
     chunk_size=dict(type="int"),
     certificate_secret=dict(type="str", no_log=False),
+    ca_cert=dict(type="path"),
     redirect=dict(type="bool"),
 )
 EXPOSE = dict(

@@ -65,7 +65,8 @@ def lab_tiers(env, redis_port_base, bucket_prefix, capacity=20):
                       "ca_cert": env["LAB_CA_CERT"]}],  # TLS, verify-full by default
         "sentinel_groups": [{"name": "lab-sg", "capacity": capacity, "redis_port_base": lab_port(env, redis_port_base),
                              "hosts": hosts}],  # sentinels: the hosts' addresses
-        "s3": [{"name": "lab-s3", "endpoint": env["LAB_S3_ENDPOINT"], "region": env["LAB_S3_REGION"],
+        "s3": [{"name": "lab-s3", "endpoint": env["LAB_S3_ENDPOINT"], "ca_cert": env["LAB_CA_CERT"],
+                "region": env["LAB_S3_REGION"],
                 "bucket_prefix": bucket_prefix, "wait_timeout": 0}],
     }
 
@@ -119,7 +120,7 @@ def s3_admin(lab_env):
     import boto3
     return boto3.client("s3", endpoint_url=lab_env["LAB_S3_ENDPOINT"], region_name=lab_env["LAB_S3_REGION"],
                         aws_access_key_id=lab_env["LAB_S3_ACCESS_KEY"],
-                        aws_secret_access_key=lab_env["LAB_S3_SECRET_KEY"])
+                        aws_secret_access_key=lab_env["LAB_S3_SECRET_KEY"], verify=lab_env["LAB_CA_CERT"])
 
 
 @pytest.fixture(scope="session")
@@ -148,6 +149,7 @@ def harbor_cluster_manifest(name, namespace, **spec_overrides):
         "externalURL": f"https://{name}.registry.example.test",
         "harborAdminPasswordRef": f"{name}-admin",
         "core": {"tokenIssuer": {"kind": "Issuer", "name": "harbor-issuer"}, "certificateRefs": [f"{name}-trust"]},
+        "registry": {"certificateRefs": [f"{name}-trust"]},
         "expose": {"core": {"ingress": {"host": f"{name}.registry.example.test"},
                             "tls": {"certificateRef": f"{name}-tls"}}},
         "database": {"kind": "PostgreSQL", "spec": {"postgresql": {

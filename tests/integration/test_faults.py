@@ -155,7 +155,7 @@ def test_seaweedfs_restarted_during_a_batch_of_buckets(lab_env, s3_admin, run_mo
     ids = [f"sf{i}-{unique}" for i in range(BATCH)]
     s3 = dict(endpoint_url=lab_env["LAB_S3_ENDPOINT"], region=lab_env["LAB_S3_REGION"],
               access_key=lab_env["LAB_S3_ACCESS_KEY"], secret_key=lab_env["LAB_S3_SECRET_KEY"], versioning="enabled",
-              credentials=False)
+              credentials=False, ca_bundle=lab_env["LAB_CA_CERT"])
 
     def buckets():
         try:

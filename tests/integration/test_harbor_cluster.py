@@ -171,7 +171,7 @@ def cluster_args(lab_env, tenant, dependencies=None, **extra):
                   "password": dependencies.redis_password if dependencies else "notARealPassword"},
         "storage": {"region": lab_env["LAB_S3_REGION"], "endpoint": lab_env["LAB_S3_ENDPOINT"],
                     "access_key": lab_env["LAB_S3_ACCESS_KEY"], "secret_key": lab_env["LAB_S3_SECRET_KEY"],
-                    "secure": False},
+                    "ca_cert": lab_env["LAB_CA_CERT"]},  # https
     }
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(args.get(key), dict):

@@ -17,7 +17,7 @@ def fleet(lab_env, tenants, name, **tiers):
                       "ca_cert": lab_env["LAB_CA_CERT"], "capacity": 10}],
         "sentinel_groups": [{"name": "sg-lab", "sentinels": lab_env["LAB_SENTINELS"].split(","), "capacity": 10,
                              "redis_port_base": 27600}],
-        "s3": [{"name": "s3-lab", "endpoint": lab_env["LAB_S3_ENDPOINT"]}],
+        "s3": [{"name": "s3-lab", "endpoint": lab_env["LAB_S3_ENDPOINT"], "ca_cert": lab_env["LAB_CA_CERT"]}],
     }
     base.update(tiers)
     return {"name": name, "defaults": {"plan": "small", "harbor_version": "2.6.4", "domain": "inv.lab.test"},

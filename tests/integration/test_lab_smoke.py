@@ -69,6 +69,7 @@ def test_s3_bucket_lifecycle_and_wrong_secret(lab_env, s3_admin, unique):
     try:
         assert bucket in [b["Name"] for b in s3_admin.list_buckets()["Buckets"]]
         wrong = boto3.client("s3", endpoint_url=lab_env["LAB_S3_ENDPOINT"], region_name=lab_env["LAB_S3_REGION"],
+                             verify=lab_env["LAB_CA_CERT"],
                              aws_access_key_id=lab_env["LAB_S3_ACCESS_KEY"], aws_secret_access_key="wrong-secret")
         with pytest.raises(botocore.exceptions.ClientError) as err:
             wrong.list_buckets()

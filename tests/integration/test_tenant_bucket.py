@@ -13,7 +13,7 @@ def connection(lab_env, **extra):
     """The lab's S3 admin login; a new key's secret goes to the tenant's Secret on the lab's cluster."""
     args = dict(endpoint_url=lab_env["LAB_S3_ENDPOINT"], region=lab_env["LAB_S3_REGION"],
                 access_key=lab_env["LAB_S3_ACCESS_KEY"], secret_key=lab_env["LAB_S3_SECRET_KEY"],
-                secret_store={"kubeconfig": lab_env["LAB_KUBECONFIG"]})
+                ca_bundle=lab_env["LAB_CA_CERT"], secret_store={"kubeconfig": lab_env["LAB_KUBECONFIG"]})
     args.update(extra)
     return args
 
@@ -30,7 +30,7 @@ def client(lab_env, service, access_key=None, secret_key=None):
     import boto3
     return boto3.client(service, endpoint_url=lab_env["LAB_S3_ENDPOINT"], region_name=lab_env["LAB_S3_REGION"],
                         aws_access_key_id=access_key or lab_env["LAB_S3_ACCESS_KEY"],
-                        aws_secret_access_key=secret_key or lab_env["LAB_S3_SECRET_KEY"])
+                        aws_secret_access_key=secret_key or lab_env["LAB_S3_SECRET_KEY"], verify=lab_env["LAB_CA_CERT"])
 
 
 def code_of(exc):

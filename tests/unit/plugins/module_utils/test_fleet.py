@@ -253,7 +253,7 @@ def test_a_tier_member_resolves_to_module_options_with_the_defaults_table():
     s3 = member_settings({"name": "s3-eu", "endpoint": "https://s3.eu"}, "s3",
                          {"s3-eu": {"access_key": "AK", "secret_key": "SK"}})
     assert s3 == {"endpoint_url": "https://s3.eu", "region": "us-east-1", "bucket_prefix": "harbor-",
-                  "wait_timeout": 60, "access_key": "AK", "secret_key": "SK"}
+                  "wait_timeout": 60, "access_key": "AK", "secret_key": "SK", "ca_bundle": None}
     assert member_settings({"name": "s", "bucket_prefix": "", "wait_timeout": 0}, "s3")["bucket_prefix"] == ""
     pg = member_settings({"name": "pg-a", "host": "db", "ssl_mode": "verify-full"}, "postgres",
                          {"pg-a": {"user": "admin", "password": "pw"}})
@@ -429,3 +429,19 @@ def test_a_postgres_members_transport_is_checked_naming_the_field(tmp_path, memb
     data["tiers"]["postgres"][0].update(member)
     with pytest.raises(FleetError, match=field.replace("[", r"\[").replace("]", r"\]")):
         Fleet(data, base_dir=str(tmp_path))
+
+
+def test_an_s3_member_is_https_unless_plain_is_allowed_and_its_ca_travels_as_text(tmp_path):
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import member_settings
+    data = fleet_data(["a"])
+    data["tiers"]["s3"][0]["endpoint"] = "http://minio.internal:9000"
+    with pytest.raises(FleetError, match=r"tiers\.s3\[0\]\.endpoint: http://minio.internal:9000 is plain http"):
+        Fleet(data)
+    data["tiers"]["s3"][0]["allow_plain"] = True
+    Fleet(data)  # the explicit opt-in
+    (tmp_path / "s3-ca.crt").write_text(PEM)
+    data = fleet_data(["a"])
+    data["tiers"]["s3"][0]["ca_cert"] = "s3-ca.crt"
+    member = Fleet(data, base_dir=str(tmp_path)).tiers["s3"][0]
+    assert member["ca_bundle"] == PEM
+    assert open(member_settings(member, "s3")["ca_bundle"]).read() == PEM

@@ -1040,3 +1040,17 @@ def test_a_database_ca_that_is_not_a_certificate_is_refused_naming_the_field(tmp
 def test_an_unknown_ssl_mode_is_refused_naming_the_field():
     with pytest.raises(TenantInputError, match="database.ssl_mode"):
         k8s.HarborClusterSpec(params(database={"ssl_mode": "sometimes"}))
+
+
+def test_the_stores_cas_share_one_trust_secret_and_the_registry_trusts_the_s3_one(tmp_path):
+    db_ca, db_pem = _ca_file(tmp_path, "db.crt")
+    s3_ca, s3_pem = _ca_file(tmp_path, "s3.crt")
+    spec = k8s.HarborClusterSpec(params(database={"ca_cert": str(db_ca)}, storage={"ca_cert": str(s3_ca)}))
+    assert spec.passwords["trust"] == db_pem.strip() + "\n" + s3_pem  # each certificate once, both stores'
+    s = k8s.build_cluster(spec)[0]["spec"]
+    assert s["registry"]["certificateRefs"] == s["core"]["certificateRefs"] == ["acme-trust"]
+    assert "ca_cert" not in s["storage"]["spec"]["s3"]
+    same = k8s.HarborClusterSpec(params(database={"ca_cert": str(db_ca)}, storage={"ca_cert": str(db_ca)}))
+    assert same.passwords["trust"] == db_pem  # one CA for both stores: written once
+    only_s3 = k8s.build_cluster(k8s.HarborClusterSpec(params(storage={"ca_cert": str(s3_ca)})))[0]["spec"]
+    assert only_s3["registry"]["certificateRefs"] == ["acme-trust"] and "certificateRefs" not in only_s3["core"]
