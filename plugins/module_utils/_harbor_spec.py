@@ -198,7 +198,8 @@ class HarborClusterSpec:
         self.storage.pop("secret_key", None)  # kept only in self.passwords
         if self.storage.pop("ca_cert", None):
             self.trusted_by["storage"] = read_ca_bundle(storage["ca_cert"], "storage.ca_cert")
-        if self.trusted_by:  # one Secret for both stores' CAs, each certificate once
+        if self.trusted_by:  # one Secret for both stores' CAs, each certificate once (public, but written by the
+            # same code path as the passwords' Secrets)
             certs = [cert for pem in self.trusted_by.values() for cert in PEM_CERT_RE.findall(pem)]
             self.passwords["trust"] = "\n".join(dict.fromkeys(certs)) + "\n"
 
@@ -255,7 +256,6 @@ class HarborClusterSpec:
         """The Secrets the cluster references (storage only with an access key, trust only with a CA)."""
         return ("database", "cache", "admin") + (("storage",) if self.storage.get("access_key") else ()) \
             + (("trust",) if "trust" in self.passwords else ())
-
 
 
 def _put(target, key, value):

@@ -695,7 +695,9 @@ calls:
   elements: str
   sample: ["server-side apply HarborCluster harbor-acme/acme (field manager harborfleet)"]
 secrets:
-  description: Per Secret purpose (database, cache, admin, storage) V(created), V(changed) or V(unchanged). Never a value.
+  description:
+    - Per Secret purpose (database, cache, admin, storage, and trust for the stores' CA certificates) V(created),
+      V(changed) or V(unchanged). Never a value.
   returned: single form, state=present
   type: dict
   sample: {database: created, cache: created, admin: created}
