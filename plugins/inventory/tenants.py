@@ -28,6 +28,10 @@ description:
     C(harbor_placement_recorded), C(harbor_overrides) and C(harbor_labels) when set. The tier members and the plans
     are group variables of C(tenants), once for the fleet: C(harbor_fleet_tiers), C(harbor_fleet_plans),
     C(harbor_fleet_file)."
+  - "Transport: a C(postgres) member's C(ssl_mode) (default V(verify-full)) and an C(s3) member's C(https://)
+    endpoint (C(http://) only with C(allow_plain: true)); a member's C(ca_cert) file (relative to the fleet file) is
+    read here and its certificates travel in C(harbor_fleet_tiers) as C(ca_bundle), so a job in another copy of the
+    project verifies the store with them."
   - "Refused, naming the field: invalid, duplicate or reserved tenant ids (C(all), C(ungrouped), C(localhost),
     C(tenants), C(unplaced), C(placement_pending), or a host another inventory source defines), plans or regions
     whose group names collide, two tenants on one Redis port, admin credentials in a tier entry, malformed

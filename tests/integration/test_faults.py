@@ -10,22 +10,22 @@ import time
 
 import pytest
 
-from conftest import lab_module, pg_connect, wait_for
+from conftest import lab_module, pg_connect, run_playbook, wait_for, write_fleet
 
 pytestmark = pytest.mark.reliability
 BATCH = 30
 
 
 class Background:
-    """A module run in a thread, so a fault can hit it half-way."""
+    """A module (or playbook) run in a thread, so a fault can hit it half-way."""
 
-    def __init__(self, run_module, module, args):
+    def __init__(self, run, *args):
         self.result = None
-        self.thread = threading.Thread(target=self._run, args=(run_module, module, args), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(run, *args), daemon=True)
         self.thread.start()
 
-    def _run(self, run_module, module, args):
-        self.result = run_module(module, args)
+    def _run(self, run, *args):
+        self.result = run(*args)
 
     def join(self):
         self.thread.join(900)
@@ -102,6 +102,57 @@ def test_postgres_killed_during_a_batch_of_databases(lab_env, pg_login, run_modu
         lab_module.Postgres().up()
         run_module("tenant_database", dict(pg_login, state="absent", allow_drop=True,
                                            tenants=[{"tenant": t} for t in ids]))
+
+
+def recap_changed(output):
+    """changed= of every host in the run's recap."""
+    recap = output[output.rindex("PLAY RECAP"):]
+    return {line.split()[0]: int(line.split("changed=")[1].split()[0]) for line in recap.splitlines()
+            if "changed=" in line}
+
+
+def test_postgres_killed_during_a_deploy_fleet_run_of_30_tenants(tmp_path, lab_env, unique, reliability):
+    """The whole playbook, not one module: deploy_fleet.yml over 30 new tenants, PostgreSQL SIGKILLed once the first
+    databases exist. The run fails naming the server; the re-run converges every tenant (one database and login
+    each, a HarborCluster each); the next run changes nothing."""
+    fleet = str(tmp_path)
+    ids = [f"pd{i}-{unique}" for i in range(BATCH)]
+    write_fleet(fleet, ids, redis_port_base=31400, bucket_prefix="pd-harbor-", domain="pd.lab.test", capacity=60)
+
+    def databases():
+        try:
+            with pg_connect(lab_env) as conn, conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM pg_database WHERE datname LIKE %s", [f"pd%\\_{unique}\\_core"])
+                return cur.fetchone()[0]
+        except Exception:  # pylint: disable=broad-except
+            return 0
+
+    try:
+        run = Background(run_playbook, fleet, "deploy_fleet.yml")
+        assert wait_for(lambda: databases() >= 1 or run.result is not None, 600, interval=0.05)
+        assert run.result is None, run.result[1][-3000:]  # the fault lands during the run
+        postgres = lab_module.Postgres()
+        kill_tree(postgres.pids()[0])
+        run.thread.join(900)
+        rc, output = run.result
+        assert rc != 0 and "Traceback" not in output, output[-3000:]
+        assert f"PostgreSQL at {lab_env['LAB_PG_HOST']}:{lab_env['LAB_PG_PORT']}" in output, output[-3000:]
+        postgres.up()
+        rc, output = run_playbook(fleet, "deploy_fleet.yml")
+        assert rc == 0, output[-4000:]
+        assert databases() == BATCH
+        with pg_connect(lab_env) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_roles WHERE rolname LIKE %s", [f"harbor\\_pd%\\_{unique}"])
+            assert cur.fetchone()[0] == BATCH
+        rc, output = run_playbook(fleet, "deploy_fleet.yml")
+        assert rc == 0 and set(recap_changed(output).values()) == {0}, output[-4000:]
+        reliability("faults", f"PostgreSQL SIGKILL during deploy_fleet.yml of {BATCH} new tenants", 1,
+                    "run failed naming the server; re-run converged (one database and login each), then changed=0")
+    finally:
+        lab_module.Postgres().up()
+        rc, output = run_playbook(fleet, "tenant_remove.yml", "-e", f"tenant={','.join(ids)}",
+                                  "-e", f"confirm={','.join(ids)}")
+        assert rc == 0, output[-4000:]
 
 
 # --------------------------------------------------------------------------- Kubernetes
