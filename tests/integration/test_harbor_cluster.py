@@ -280,9 +280,10 @@ def test_a_dependency_that_breaks_later_shows_on_a_healthy_cluster(run_module, l
 
 def test_harbor_reaches_its_database_over_verified_tls_with_the_ca_from_its_trust_secret(
         run_module, lab_env, kube, deps, cleanup, tmp_path, reliability):
-    """The cluster asks for verify-full and trusts the tier's CA through the Secret <id>-trust named by core's and
-    jobservice's certificateRefs; the lab's stand-in operator logs in exactly so (the server takes TLS logins only).
-    A CA that did not sign the server's certificate turns the database unready with the TLS failure."""
+    """The cluster asks for verify-full and trusts the tiers' CA through the Secret <id>-trust named by core's,
+    jobservice's and registry's certificateRefs; the lab's stand-in operator connects exactly so (the PostgreSQL
+    server takes TLS logins only, the S3 store speaks https only). A CA that did not sign the stores' certificates
+    turns the database and the storage unready with the TLS failure."""
     import base64
     import subprocess
     tenant = deps.name
@@ -292,6 +293,7 @@ def test_harbor_reaches_its_database_over_verified_tls_with_the_ca_from_its_trus
     spec = kube.cluster(tenant)["spec"]
     assert spec["database"]["spec"]["postgresql"]["sslMode"] == "verify-full"
     assert spec["core"]["certificateRefs"] == spec["jobservice"]["certificateRefs"] == [f"{tenant}-trust"]
+    assert spec["registry"]["certificateRefs"] == [f"{tenant}-trust"]
     trust = kube.core.read_namespaced_secret(f"{tenant}-trust", f"harbor-{tenant}")
     with open(lab_env["LAB_CA_CERT"], encoding="ascii") as handle:
         assert base64.b64decode(trust.data["ca.crt"]).decode() == handle.read()
@@ -299,22 +301,27 @@ def test_harbor_reaches_its_database_over_verified_tls_with_the_ca_from_its_trus
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
                     "/CN=not-the-lab-ca", "-keyout", str(tmp_path / "other.key"), "-out", str(tmp_path / "other.crt")],
                    check=True, capture_output=True)
-    foreign = cluster_args(lab_env, tenant, deps, database={"ca_cert": str(tmp_path / "other.crt")})
+    # one trust Secret holds both stores' CAs (core would trust the S3 CA too): replace both
+    foreign = cluster_args(lab_env, tenant, deps, database={"ca_cert": str(tmp_path / "other.crt")},
+                           storage={"ca_cert": str(tmp_path / "other.crt")})
     other = run_module("harbor_cluster", foreign)
     assert other["secrets"]["trust"] == "changed" and other["actions"] == [
         f"update Secret harbor-{tenant}/{tenant}-trust"], other  # the spec is unchanged: only the CA
 
-    def database():
+    def condition(kind):
         live = kube.cluster(tenant).get("status") or {}
-        return {c["type"]: c for c in live.get("conditions") or []}.get("DatabaseReady") or {}
+        return {c["type"]: c for c in live.get("conditions") or []}.get(kind) or {}
     # the operator's resync finds it (a changed CA reaches Harbor's pods when they restart)
-    assert wait_for(lambda: database().get("reason") == "TLSFailed", 90, interval=1), database()
-    assert "certificate verify failed" in database()["message"]
+    assert wait_for(lambda: condition("DatabaseReady").get("reason") == "TLSFailed", 90, interval=1), \
+        condition("DatabaseReady")
+    assert "certificate verify failed" in condition("DatabaseReady")["message"]
+    assert condition("StorageReady")["reason"] == "TLSFailed", condition("StorageReady")  # https to S3 too
     back = run_module("harbor_cluster", cluster_args(lab_env, tenant, deps))
     assert back["secrets"]["trust"] == "changed", back
-    assert wait_for(lambda: database().get("status") == "True", 90, interval=1), database()
-    reliability("tls", "Harbor's database login (verify-full, CA from the trust Secret)", 2,
-                "the lab CA logs in; a foreign CA: TLSFailed, certificate verify failed")
+    assert wait_for(lambda: condition("DatabaseReady").get("status") == condition("StorageReady").get("status")
+                    == "True", 90, interval=1), kube.cluster(tenant).get("status")
+    reliability("tls", "Harbor's database login (verify-full) and bucket (https), CA from the trust Secret", 2,
+                "the lab CA connects; a foreign CA: TLSFailed (certificate verify failed) for both")
 
 
 # --------------------------------------------------------------------------- the API server's own checks
