@@ -149,7 +149,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         file_records = Fleet.check_recorded(legacy, f"placement record {record_path}")
         data = load_yaml(fleet_path, "fleet file")
         try:
-            fleet = Fleet(data)
+            fleet = Fleet(data, base_dir=os.path.dirname(os.path.abspath(fleet_path)))
         except FleetError as exc:
             raise FleetError(f"{fleet_path}: {exc}") from None
         clusters = self._clusters(fleet)

@@ -70,8 +70,7 @@ def connect(params):
             raise FleetError(f"PostgreSQL at {where} accepts {conn_params['user']!r} only over TLS (hostssl) and this "
                              f"connection was plain (ssl_mode {conn_params['sslmode']}): use verify-full with "
                              "ca_cert") from None
-        if any(sign in text for sign in ("root certificate file", "certificate verify failed",
-                                          "server certificate for")):
+        if any(sign in text for sign in ("root certificate file", "certificate verify failed", "server certificate for")):
             raise FleetError(f"PostgreSQL at {where}: its TLS certificate could not be verified (ssl_mode "
                              f"{conn_params['sslmode']}): {' '.join(text.split())}; give the CA that signs it in "
                              "ca_cert (a fleet's postgres member: ca_cert)") from None

@@ -156,7 +156,8 @@ def run(module):
     extra = {"unplaced": {}, "usage": {}, "overfull": []}
     if params["fleet_file"]:
         # Every cluster of the fleet: each tenant's record goes to the cluster it is placed on.
-        fleet = Fleet(load_yaml(params["fleet_file"], "fleet file"))
+        fleet = Fleet(load_yaml(params["fleet_file"], "fleet file"),
+                      base_dir=os.path.dirname(os.path.abspath(params["fleet_file"])))
         members = fleet_clusters(fleet, params["logins"], defaults)
         clusters = {member["name"]: connection for member, connection in members}
         recorded = read_fleet_records(fleet.name, members, bool(fleet.tiers["kubernetes"]))

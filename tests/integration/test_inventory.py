@@ -186,3 +186,24 @@ def test_each_cluster_holds_the_records_of_its_tenants(lab_env, tmp_path, run_mo
     made.append((eu_ctx, f"harbor-{us}"))
     rc, _out, err = inventory(lab_env, source)
     assert rc != 0 and f"tenant '{us}' is recorded in cluster 'k8s-eu'" in err
+
+
+def test_a_members_ca_file_beside_the_fleet_travels_with_the_exported_inventory(lab_env, tmp_path, unique):
+    """A CA named relative to the fleet file is read at sync time; the exported inventory carries its certificate,
+    so a job in another copy of the project (where the sync's path does not exist) still verifies the store."""
+    import shutil
+    (tmp_path / "pki").mkdir()
+    shutil.copyfile(lab_env["LAB_CA_CERT"], tmp_path / "pki" / "stores-ca.crt")
+    data = fleet(lab_env, [f"ca-{unique}"], f"ca-{unique}")
+    data["tiers"]["postgres"][0]["ca_cert"] = "pki/stores-ca.crt"
+    data["tiers"]["s3"][0]["ca_cert"] = "pki/stores-ca.crt"
+    rc, out, err = inventory(lab_env, write(tmp_path, data))
+    assert rc == 0, err
+    tiers = plain(json.loads(out)["tenants"]["vars"]["harbor_fleet_tiers"])
+    with open(lab_env["LAB_CA_CERT"], encoding="ascii") as handle:
+        pem = handle.read()
+    assert tiers["postgres"]["pg-lab"]["ca_bundle"] == tiers["s3"]["s3-lab"]["ca_bundle"] == pem
+    assert "ca_cert" not in tiers["postgres"]["pg-lab"]  # no path of the sync's project copy
+    (tmp_path / "pki" / "stores-ca.crt").unlink()
+    rc, out, err = inventory(lab_env, write(tmp_path, data))
+    assert rc != 0 and "tiers.postgres[0].ca_cert" in err and "pki/stores-ca.crt" in err, err

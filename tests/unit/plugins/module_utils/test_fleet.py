@@ -412,7 +412,7 @@ def test_a_postgres_members_ca_is_read_relative_to_the_fleet_file_and_travels_as
     assert member["ca_bundle"] == PEM and "ca_cert" not in member
     settings = member_settings(member, "postgres")
     assert settings["ssl_mode"] == "verify-full" and open(settings["ca_cert"]).read() == PEM
-    hosts, _ = host_vars(fleet_data(["a"]))
+    hosts = host_vars(fleet_data(["a"]))[0]
     for host in hosts:
         host["harbor_fleet_tiers"]["postgres"]["pg-a"]["ca_bundle"] = PEM
     item = batches(hosts, "cluster", storage_keys={})[0]["tenants"][0]
