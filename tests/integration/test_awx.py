@@ -102,6 +102,11 @@ def write_fleet(state, ids, version="2.6.4"):
     }
     path = state["source"] / "fleets" / "awx"
     path.mkdir(parents=True, exist_ok=True)
+    # the stores' CA is committed beside the fleet file and named relative to it: the sync reads it, and each job
+    # (another copy of the project) verifies the stores with the certificate the synced inventory carries
+    shutil.copyfile(lab_env["LAB_CA_CERT"], path / "stores-ca.crt")
+    for kind in ("postgres", "s3"):
+        fleet["tiers"][kind][0]["ca_cert"] = "stores-ca.crt"
     (path / "fleet.yml").write_text(yaml.safe_dump(fleet))
 
 
