@@ -32,6 +32,7 @@ import copy
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from urllib.parse import urlparse
 
@@ -645,17 +646,28 @@ def member_settings(member, kind, logins=None, defaults=None):
 def ca_file(member):
     """A path to a tier member's CA certificates for the clients that read a file (libpq, the HarborCluster's trust
     Secret): its ``ca_bundle`` written once per content to the controller's temporary directory; or its own
-    ``ca_cert`` path; or None."""
+    ``ca_cert`` path; or None. A file of that name is used only if it is ours and holds exactly these certificates
+    (another account on a shared controller could have planted its own CA there)."""
     pem = member.get("ca_bundle")
     if not pem:
         return member.get("ca_cert") or None
     path = os.path.join(tempfile.gettempdir(), f"harborfleet-ca-{hashlib.sha256(pem.encode()).hexdigest()[:20]}.crt")
-    if not os.path.exists(path):
-        handle, partial = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".harborfleet-ca-")
-        with os.fdopen(handle, "w", encoding="ascii") as out:
-            out.write(pem)
-        os.chmod(partial, 0o644)
+    try:
+        found = os.lstat(path)
+        if stat.S_ISREG(found.st_mode) and found.st_uid == os.getuid():
+            with open(path, encoding="ascii") as handle:
+                if handle.read() == pem:
+                    return path
+    except (OSError, UnicodeDecodeError):
+        pass
+    handle, partial = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".harborfleet-ca-", suffix=".crt")
+    with os.fdopen(handle, "w", encoding="ascii") as out:
+        out.write(pem)
+    os.chmod(partial, 0o644)
+    try:
         os.replace(partial, path)
+    except OSError:  # a file of that name we may not replace: keep our own
+        return partial
     return path
 
 

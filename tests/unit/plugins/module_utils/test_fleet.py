@@ -445,3 +445,17 @@ def test_an_s3_member_is_https_unless_plain_is_allowed_and_its_ca_travels_as_tex
     member = Fleet(data, base_dir=str(tmp_path)).tiers["s3"][0]
     assert member["ca_bundle"] == PEM
     assert open(member_settings(member, "s3")["ca_bundle"]).read() == PEM
+
+
+def test_a_ca_file_of_that_name_is_used_only_when_it_holds_these_certificates(tmp_path, monkeypatch):
+    import tempfile
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import ca_file
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    first = ca_file({"ca_bundle": PEM})
+    assert open(first).read() == PEM and ca_file({"ca_bundle": PEM}) == first  # written once per content
+    planted = PEM.replace("QUJD", "WFla")
+    with open(first, "w") as handle:  # someone else's CA under the expected name
+        handle.write(planted)
+    again = ca_file({"ca_bundle": PEM})
+    assert open(again).read() == PEM
+    assert ca_file({"ca_cert": "/etc/ssl/pg.crt"}) == "/etc/ssl/pg.crt" and ca_file({}) is None
