@@ -8,7 +8,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import (
-    FleetError, batches, member_settings, retired_keys, storage_keys)
+    FleetError, batches, member_settings, retired_keys, storage_keys, upgrade_pending)
 from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres import password_matches, scram_verifier
 
 
@@ -40,6 +40,13 @@ def fleet_retired_keys(bucket_results):
         raise AnsibleFilterError(f"fleet_retired_keys: {exc}") from None
 
 
+def fleet_upgrade_pending(hosts, running, upgrade_to=None):
+    try:
+        return upgrade_pending(hosts, running or {}, upgrade_to)
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise AnsibleFilterError(f"fleet_upgrade_pending: {exc}") from None
+
+
 def pg_scram_verifier(password, stored="", role=""):
     """``stored`` when it already belongs to ``password``, else a new SCRAM-SHA-256 verifier of it (what PostgreSQL
     stores; it accepts one in place of the plaintext, so the password itself never reaches the server)."""
@@ -53,4 +60,5 @@ def pg_scram_verifier(password, stored="", role=""):
 class FilterModule:
     def filters(self):
         return {"fleet_batches": fleet_batches, "fleet_member": fleet_member, "fleet_storage_keys": fleet_storage_keys,
-                "fleet_retired_keys": fleet_retired_keys, "pg_scram_verifier": pg_scram_verifier}
+                "fleet_retired_keys": fleet_retired_keys, "fleet_upgrade_pending": fleet_upgrade_pending,
+                "pg_scram_verifier": pg_scram_verifier}

@@ -671,6 +671,14 @@ def ca_file(member):
     return path
 
 
+def upgrade_pending(hosts, running, target=None):
+    """The tenants (inventory host variables) whose cluster runs a version other than ``target`` (or, without it,
+    their own ``harbor_version``), in the order given; tenants without a cluster are not upgraded."""
+    return [host["inventory_hostname"] for host in hosts
+            if host["inventory_hostname"] in running
+            and running[host["inventory_hostname"]] != (target or host.get("harbor_version"))]
+
+
 def fleet_clusters(fleet, logins=None, defaults=None):
     """``[(member, connection)]`` for every Kubernetes cluster of a fleet: a member's own connection (fleet file, its
     login) over ``defaults``; a fleet without a kubernetes tier has the one cluster ``defaults`` name."""

@@ -459,3 +459,13 @@ def test_a_ca_file_of_that_name_is_used_only_when_it_holds_these_certificates(tm
     again = ca_file({"ca_bundle": PEM})
     assert open(again).read() == PEM
     assert ca_file({"ca_cert": "/etc/ssl/pg.crt"}) == "/etc/ssl/pg.crt" and ca_file({}) is None
+
+
+def test_the_tenants_to_upgrade_are_those_whose_cluster_runs_another_version():
+    from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import upgrade_pending
+    hosts = [{"inventory_hostname": "a", "harbor_version": "2.6.5"}, {"inventory_hostname": "b", "harbor_version": "2.6.4"},
+             {"inventory_hostname": "new", "harbor_version": "2.6.5"}]
+    running = {"a": "2.6.4", "b": "2.6.4"}
+    assert upgrade_pending(hosts, running) == ["a"]  # b runs what it wants; new has no cluster yet
+    assert upgrade_pending(hosts, running, "2.6.5") == ["a", "b"]
+    assert upgrade_pending(hosts, {"a": "2.6.5", "b": "2.6.5"}, "2.6.5") == []
