@@ -35,9 +35,11 @@ exists (``lab.py reconciler pause|resume``). Nothing under plugins/ or roles/ im
 
 import argparse
 import base64
+import contextlib
 import heapq
 import os
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime, timezone
@@ -100,11 +102,22 @@ def _first_line(exc):
     return text.splitlines()[0]
 
 
+@contextlib.contextmanager
+def trust_file(trusted):
+    """The path of a file holding ``trusted`` (PEM text) for clients that read their CAs from one; None without."""
+    if not trusted:
+        yield None
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".crt") as roots:
+        roots.write(trusted)
+        roots.flush()
+        yield roots.name
+
+
 def check_database(spec, password, trusted=None):
     """Log in as Harbor core would: with the spec's sslMode, trusting the CA certificates of core's
     certificateRefs (``trusted``, PEM text) as the operator mounts them into Harbor's trust store."""
     import psycopg2
-    import tempfile
     pg = ((spec.get("database") or {}).get("spec") or {}).get("postgresql") or {}
     hosts = pg.get("hosts") or []
     if not hosts:
@@ -113,13 +126,10 @@ def check_database(spec, password, trusted=None):
     dbname = f"{pg.get('prefix') or ''}core"
     where = f"{host}:{port}/{dbname} as {pg.get('username')}"
     try:
-        with tempfile.NamedTemporaryFile("w", suffix=".crt") as roots:
-            roots.write(trusted or "")
-            roots.flush()
+        with trust_file(trusted) as roots:
             conn = psycopg2.connect(host=host, port=port, user=pg.get("username"), password=password or "",
-                                    dbname=dbname, sslmode=pg.get("sslMode") or "prefer",
-                                    sslrootcert=roots.name if trusted else None, connect_timeout=CHECK_TIMEOUT,
-                                    application_name="harborfleet-lab-reconciler")
+                                    dbname=dbname, sslmode=pg.get("sslMode") or "prefer", sslrootcert=roots,
+                                    connect_timeout=CHECK_TIMEOUT, application_name="harborfleet-lab-reconciler")
     except psycopg2.OperationalError as exc:
         text = " ".join(str(exc).split())
         if any(sign in text for sign in ("root certificate file", "certificate verify failed",
@@ -163,7 +173,6 @@ def check_cache(spec, password, sentinel_password):
 def check_storage(spec, secret_key, trusted=None):
     """HEAD the bucket as Harbor's registry would: over the endpoint's scheme, trusting the CA certificates of
     the registry's certificateRefs (``trusted``, PEM text)."""
-    import tempfile
     import boto3
     import botocore.config
     import botocore.exceptions
@@ -171,12 +180,10 @@ def check_storage(spec, secret_key, trusted=None):
     bucket = s3.get("bucket")
     if not s3.get("accesskey") or not secret_key:
         return False, "NoCredentials", "the lab checks S3 with keys: accesskey or the secret key is missing"
-    with tempfile.NamedTemporaryFile("w", suffix=".crt") as roots:
-        roots.write(trusted or "")
-        roots.flush()
+    with trust_file(trusted) as roots:
         client = boto3.client("s3", endpoint_url=s3.get("regionendpoint") or None, region_name=s3.get("region"),
                               aws_access_key_id=s3["accesskey"], aws_secret_access_key=secret_key,
-                              verify=roots.name if trusted else not s3.get("skipverify"),
+                              verify=roots or not s3.get("skipverify"),
                               config=botocore.config.Config(connect_timeout=CHECK_TIMEOUT, read_timeout=CHECK_TIMEOUT,
                                                             retries={"max_attempts": 1},
                                                             s3={"addressing_style": "path"}))
