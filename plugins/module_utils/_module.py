@@ -79,6 +79,11 @@ def refuse_shared_secrets(params, nested):
 def guard(module, func, *args, **kwargs):
     """Call ``func``; a typed error becomes ``fail_json`` naming the problem (and the ``field`` of bad input),
     anything else a one-line description plus the traceback. The one place errors turn into ``fail_json``."""
+    return guard_with(module, describe_error, func, *args, **kwargs)
+
+
+def guard_with(module, describe, func, *args, **kwargs):
+    """``guard`` with the backend's own ``describe(exc)`` (one that names the server it talks to)."""
     try:
         return func(*args, **kwargs)
     except TenantInputError as exc:
@@ -86,7 +91,7 @@ def guard(module, func, *args, **kwargs):
     except FleetError as exc:
         module.fail_json(msg=str(exc))
     except Exception as exc:  # pylint: disable=broad-except
-        module.fail_json(msg=describe_error(exc), exception=traceback.format_exc())
+        module.fail_json(msg=describe(exc), exception=traceback.format_exc())
     return None  # not reached: fail_json exits
 
 
@@ -178,7 +183,7 @@ class FleetModule:
         ``finalize(plan, resource)`` runs after a real apply for every tenant that did not fail (e.g. a wait).
         """
         describe = getattr(backend, "describe_error", describe_error)
-        plans = plan_all(backend, specs, self.guard(backend.read, specs), describe)
+        plans = plan_all(backend, specs, guard_with(self.module, describe, backend.read, specs), describe)
         fail_fast = self.params["fail_fast"]
         runnable = [p for p in plans if not p.failed]
         if fail_fast and len(runnable) < len(plans):

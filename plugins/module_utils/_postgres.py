@@ -61,7 +61,7 @@ def connection_params(params):
 def connect(params):
     """An autocommit connection (CREATE/DROP DATABASE cannot run in a transaction), with errors that say why."""
     conn_params = connection_params(params)
-    where = f"{conn_params['host']}:{conn_params['port']}"
+    where = endpoint(params)
     try:
         conn = psycopg2.connect(**conn_params)
     except psycopg2.OperationalError as exc:
@@ -83,8 +83,17 @@ def connect(params):
     return conn
 
 
-def _describe_psycopg2(exc, _where=None):
+def endpoint(params):
+    """``host:port`` of the server ``params`` log in to, as error messages name it."""
+    return f"{params['login_host']}:{params['login_port']}"
+
+
+def _describe_psycopg2(exc, where=None):
     message = (exc.pgerror or str(exc)).strip().replace("ERROR:  ", "")
+    if not exc.pgcode and isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+        # the connection itself broke (server killed, restarted, network): say which server
+        place = f"PostgreSQL at {where}" if where else "PostgreSQL"
+        return f"{place}: the connection was lost ({' '.join(message.split())})"
     if exc.pgcode == INSUFFICIENT_PRIVILEGE:
         return f"insufficient privilege: {message} (the login user needs CREATEROLE and CREATEDB, or to be a superuser)"
     return f"PostgreSQL error {exc.pgcode or ''}: {message}".replace("  ", " ")

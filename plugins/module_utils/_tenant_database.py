@@ -15,7 +15,7 @@ import os
 
 from ansible_collections.harborfleet.fleet.plugins.module_utils._batch import Plan
 from ansible_collections.harborfleet.fleet.plugins.module_utils._common import REDACTED, FleetError, TenantInputError, describe_error
-from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres import connect, password_matches, scram_verifier, sql
+from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres import connect, endpoint, password_matches, scram_verifier, sql
 from ansible_collections.harborfleet.fleet.plugins.module_utils._postgres_backup import BACKUP_FILE, backup_timestamp, check_backup_file, dump_database
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant import Tenant, validate_db_prefix, validate_pg_name
 
@@ -143,7 +143,8 @@ class DatabaseBackend:
             self._conn.close()
             self._conn = None
 
-    describe_error = staticmethod(describe_error)
+    def describe_error(self, exc):
+        return describe_error(exc, endpoint(self.params))
 
     # read
     def read(self, specs):

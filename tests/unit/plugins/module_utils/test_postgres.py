@@ -73,6 +73,13 @@ def test_describe_error_for_missing_privilege():
     assert "insufficient privilege: permission denied to create role" in describe_error(FakePgError())
 
 
+@pytest.mark.parametrize("error", [pg.psycopg2.InterfaceError("connection already closed"),
+                                   pg.psycopg2.OperationalError("server closed the connection unexpectedly")])
+def test_a_lost_connection_names_the_server(error):
+    backend = tdb.DatabaseBackend(dict(PARAMS, login_host="db.example.test", login_port=6543))
+    assert backend.describe_error(error).startswith("PostgreSQL at db.example.test:6543: the connection was lost (")
+
+
 def _script(path, body):
     path.write_text("#!/bin/sh\n" + body + "\n")
     path.chmod(0o755)
