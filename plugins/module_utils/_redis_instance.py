@@ -9,9 +9,14 @@ is rewritten whenever they change; the *live* file, seeded once, includes it and
 Redis wrote into the live file are dropped and the instance restarts, so the base file's values win again;
 replication is never touched.
 
-Daemons run as daemonized processes with pid files (``process``) or as instances of the systemd template unit
-``harborfleet-redis@.service`` (``systemd``, installed by the redis_sentinel role). Only the standard library is
-used: this runs on the Redis hosts.
+The host's Sentinel (option ``sentinel``) is converged the same way: a base file with the collection's settings,
+a live file Sentinel owns (it records the master sets it monitors there), start, restart on changed settings,
+health (AUTH + PING with the sentinel password). Its entry in the results is keyed ``sentinel/<group>``, which no
+tenant id can be.
+
+Daemons run as daemonized processes with pid files (``process``) or as instances of the systemd template units
+``harborfleet-redis@.service`` and ``harborfleet-sentinel@.service`` (``systemd``, installed by the redis_sentinel
+role). Only the standard library is used: this runs on the Redis hosts.
 """
 
 from __future__ import annotations
@@ -38,6 +43,10 @@ MAXMEMORY_RE = re.compile(r"[0-9]+(?:[kmg]b?)?\Z", re.IGNORECASE)
 POLICIES = ("volatile-lru", "allkeys-lru", "volatile-lfu", "allkeys-lfu", "volatile-random", "allkeys-random",
             "volatile-ttl", "noeviction")
 DIRECTIVE_RE = re.compile(r"[a-z][a-z0-9-]*\Z")
+# The sentinel's base file sets these; its monitor state (sentinel monitor, known-*, epochs) is never touched.
+SENTINEL_DIRECTIVES = ("port", "bind", "daemonize", "supervised", "pidfile", "logfile", "dir", "requirepass", "user",
+                       "sentinel resolve-hostnames", "sentinel announce-hostnames")
+GROUP_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 REPLICAOF_RE = re.compile(r"[A-Za-z0-9.:_-]+ [0-9]{1,5}\Z")
 
 TENANT_SPEC = dict(
@@ -47,6 +56,14 @@ TENANT_SPEC = dict(
     replicaof=dict(type="str"),
     maxmemory=dict(type="str", default="256mb"),
     maxmemory_policy=dict(type="str", default="volatile-lru"),
+)
+
+SENTINEL_SPEC = dict(
+    group=dict(type="str", required=True),
+    port=dict(type="int", required=True),
+    password=dict(type="str", required=True, no_log=True),
+    binary=dict(type="path", default="/usr/bin/redis-sentinel"),
+    resolve_hostnames=dict(type="bool", default=False),
 )
 
 ARGUMENT_SPEC = dict(
@@ -68,7 +85,23 @@ ARGUMENT_SPEC = dict(
     extra_config=dict(type="dict", default={}),
     wait_timeout=dict(type="int", default=30),
     restart=dict(type="bool", default=False),
+    sentinel=dict(type="dict", options=SENTINEL_SPEC),
 )
+
+
+def _strip_pattern(directives):
+    """Lines of the live file that copy one of ``directives`` (dropped before a restart: the base file wins)."""
+    return re.compile(r"^(?:" + "|".join(re.escape(d) for d in directives) + r")[ \t].*\n?", re.MULTILINE)
+
+
+def _daemon_paths(spec, params, name):
+    spec.name = name
+    spec.base = os.path.join(params["config_dir"], f"{name}.base.conf")
+    spec.live = os.path.join(params["config_dir"], f"{name}.conf")
+    spec.dir = os.path.join(params["data_dir"], name)
+    spec.pidfile = os.path.join(params["run_dir"], f"{name}.pid")
+    spec.logfile = os.path.join(params["log_dir"], f"{name}.log")
+    spec.address = params["address"] or params["bind"]
 
 
 class InstanceSpec:
@@ -78,15 +111,10 @@ class InstanceSpec:
         validate_tenant_id(item["tenant"], "tenants.tenant")
         self.key = item["tenant"]
         self.state = item["state"]
-        name = f"redis-{self.key}"
-        self.name = name
+        _daemon_paths(self, params, f"redis-{self.key}")
         self.unit = f"harborfleet-redis@{self.key}.service"
-        self.base = os.path.join(params["config_dir"], f"{name}.base.conf")
-        self.live = os.path.join(params["config_dir"], f"{name}.conf")
-        self.dir = os.path.join(params["data_dir"], name)
-        self.pidfile = os.path.join(params["run_dir"], f"{name}.pid")
-        self.logfile = os.path.join(params["log_dir"], f"{name}.log")
-        self.address = params["address"] or params["bind"]
+        self.binary = params["server_binary"]
+        self.strip = None  # the backend's pattern (it knows extra_config)
         self.port = item["port"]
         if self.state == "absent":
             return
@@ -110,6 +138,41 @@ class InstanceSpec:
                           "(Sentinel makes it\n# CONFIG REWRITE after a failover). The collection's settings are in "
                           f"the included base file.\ninclude {self.base}\n"
                           + (f"replicaof {replicaof}\n" if replicaof else ""))
+
+
+class SentinelSpec:
+    """This host's Sentinel for its group, validated, with every path and the base file's text."""
+
+    state = "present"
+    replicaof = ""
+
+    def __init__(self, sentinel, params):
+        group = sentinel["group"]
+        if not isinstance(group, str) or not GROUP_RE.match(group):
+            raise TenantInputError("sentinel.group", "letters, digits, '.', '_', '-' (at most 63)")
+        if not 0 < sentinel["port"] < 65536:
+            raise TenantInputError("sentinel.port", "1-65535")
+        if not sentinel["password"] or not is_url_safe_password(sentinel["password"]):
+            raise TenantInputError("sentinel.password", "letters and digits only, and required")
+        self.key = f"sentinel/{group}"
+        _daemon_paths(self, params, f"sentinel-{group}")
+        self.unit = f"harborfleet-sentinel@{group}.service"
+        self.binary = sentinel["binary"]
+        self.strip = _strip_pattern(SENTINEL_DIRECTIVES)
+        self.port = sentinel["port"]
+        self.password = sentinel["password"]
+        daemonize = params["service_manager"] == "process"
+        self.base_text = "\n".join([
+            f"# Sentinel of group {group}, managed by harborfleet.fleet (tenant_redis).",
+            f"# Included by {self.live}, which Sentinel owns (it records the master sets it monitors there).",
+            f"port {self.port}", f"bind {params['bind']}", f"daemonize {'yes' if daemonize else 'no'}",
+            f"pidfile {self.pidfile}", f"logfile {self.logfile}", f"dir {self.dir}",
+            f"requirepass {self.password}",
+            f"sentinel resolve-hostnames {'yes' if sentinel['resolve_hostnames'] else 'no'}",
+            "sentinel announce-hostnames no"]) + "\n"
+        self.live_text = (f"# Seeded once by harborfleet.fleet for sentinel group {group}; Sentinel owns this file "
+                          "from now on. The collection's settings are in\n# the included base file; master sets are "
+                          f"registered with harborfleet.fleet.sentinel_master.\ninclude {self.base}\n")
 
 
 def base_config(spec, params, password, item):
@@ -196,9 +259,7 @@ class InstanceBackend:
         self.systemd = params["service_manager"] == "systemd"
         self.uid = pwd.getpwnam(params["owner"]).pw_uid if params["owner"] else -1
         self.gid = grp.getgrnam(params["owner_group"]).gr_gid if params["owner_group"] else -1
-        extra = tuple((params["extra_config"] or {}).keys())
-        self.strip = re.compile(r"^(?:" + "|".join(re.escape(d) for d in BASE_DIRECTIVES + extra) + r")[ \t].*\n?",
-                                re.MULTILINE)
+        self.strip = _strip_pattern(BASE_DIRECTIVES + tuple((params["extra_config"] or {}).keys()))
 
     # ------------------------------------------------------------------ read
     def read(self, specs):
@@ -284,7 +345,7 @@ class InstanceBackend:
             self._command(["systemctl", "enable", "--now", spec.unit], f"start {spec.name}")
         else:
             # Redis rewrites its file (CONFIG REWRITE, e.g. on a failover) with mode 0644 less its umask.
-            self._command([self.params["server_binary"], spec.live], f"start {spec.name}", umask=0o077)
+            self._command([spec.binary, spec.live], f"start {spec.name}", umask=0o077)
         self._wait_listening(spec)
 
     def _stop(self, spec, remove=False):
@@ -304,7 +365,7 @@ class InstanceBackend:
     def _restart(self, spec):
         self._stop(spec)
         live = _read(spec.live) or spec.live_text
-        self._write(spec.live, self.strip.sub("", live), 0o640)
+        self._write(spec.live, (spec.strip or self.strip).sub("", live), 0o640)
         self._start(spec)
 
     def _wait_listening(self, spec):
@@ -335,8 +396,10 @@ def prepare(params, items):
     """Validated specs for every item, or the first bad input (before anything changes)."""
     check_settings(params)
     specs, ports = [], {}
-    for item in items:
-        spec = InstanceSpec(item, params)
+    daemons = [InstanceSpec(item, params) for item in items]
+    if params.get("sentinel"):
+        daemons.insert(0, SentinelSpec(params["sentinel"], params))
+    for spec in daemons:
         if spec.state == "present":
             other = ports.setdefault(spec.port, spec.key)
             if other != spec.key:

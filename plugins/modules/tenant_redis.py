@@ -169,6 +169,34 @@ options:
       the systemd template unit changed).
     type: bool
     default: false
+  sentinel:
+    description:
+      - This host's Sentinel, converged like an instance in the same call (base file, live file Sentinel owns,
+        start, restart when its settings change or O(restart) is set, health with its password). Its entry in
+        RV(results) has C(tenant) V(sentinel/<group>). Master sets are registered with
+        M(harborfleet.fleet.sentinel_master), not here.
+    type: dict
+    suboptions:
+      group:
+        description: The sentinel group's name (files C(sentinel-<group>.*), unit C(harborfleet-sentinel@<group>)).
+        type: str
+        required: true
+      port:
+        description: The sentinel's port.
+        type: int
+        required: true
+      password:
+        description: The sentinel's C(requirepass); letters and digits only.
+        type: str
+        required: true
+      binary:
+        description: The C(redis-sentinel) executable (O(service_manager=process)).
+        type: path
+        default: /usr/bin/redis-sentinel
+      resolve_hostnames:
+        description: C(sentinel resolve-hostnames).
+        type: bool
+        default: false
 notes:
   - The module returns no configuration content; passwords never leave the host's files.
 """
@@ -188,6 +216,19 @@ EXAMPLES = r"""
       - {tenant: globex, port: 7001, password: "{{ passwords.globex }}", replicaof: "10.0.1.11 7001"}
       - {tenant: initech, state: absent}
   no_log: true
+
+- name: The host's sentinel of group eu-1 (before its master sets are registered)
+  harborfleet.fleet.tenant_redis:
+    config_dir: /etc/redis/harborfleet
+    data_dir: /var/lib/redis/harborfleet
+    run_dir: /run/redis-harborfleet
+    log_dir: /var/log/redis/harborfleet
+    sentinel:
+      group: eu-1
+      port: 26379
+      password: "{{ sentinel_password }}"
+    tenants: []
+  no_log: true
 """
 
 RETURN = r"""
@@ -205,7 +246,9 @@ settings_changed:
   returned: single form, present instances
   type: bool
 results:
-  description: One entry per tenant with the single-form fields plus C(changed), C(failed), C(msg).
+  description:
+    - One entry per tenant with the single-form fields plus C(changed), C(failed), C(msg); the sentinel's entry
+      (O(sentinel)) comes first, with C(tenant) V(sentinel/<group>).
   returned: list form
   type: list
   elements: dict

@@ -94,6 +94,42 @@ def test_changed_settings_restart_and_drop_redis_copies_but_keep_replication(hos
     assert "maxmemory 1gb" not in live and "save" not in live and "replicaof 10.0.0.9 7000" in live
 
 
+SENTINEL = {"group": "eu-1", "port": 26379, "password": PASSWORD, "binary": "/usr/bin/redis-sentinel",
+            "resolve_hostnames": False}
+
+
+def test_the_sentinel_is_a_daemon_of_the_same_call_and_a_restart_keeps_its_monitor_state(host):
+    p, backend, run = host
+    p["sentinel"] = dict(SENTINEL)
+    specs = ri.prepare(p, [item("acme")])
+    assert [s.key for s in specs] == ["sentinel/eu-1", "acme"]  # "/" cannot be in a tenant id
+    sentinel = specs[0]
+    plans = apply(backend, specs)
+    assert [c.action for c in plans[0].changes] == [
+        f"create {sentinel.dir}", f"write {sentinel.base}", f"seed {sentinel.live}", "start sentinel-eu-1"]
+    assert run.calls[0] == ["/usr/bin/redis-sentinel", sentinel.live] and run.umasks[0] == 0o077
+    assert stat.S_IMODE(os.stat(sentinel.base).st_mode) == 0o640
+    assert "port 26379\n" in open(sentinel.base, encoding="utf-8").read()
+    assert PASSWORD not in repr([plan.as_result() for plan in plans] + [plan.diff() for plan in plans])
+    assert [plan.changes for plan in apply(backend, ri.prepare(p, [item("acme")]))] == [[], []]
+    with open(sentinel.live, "a", encoding="utf-8") as live:  # what Sentinel writes: its state and base copies
+        live.write("sentinel monitor harbor-acme 127.0.0.1 7000 2\nport 26379\nsentinel resolve-hostnames no\n")
+    p["sentinel"]["resolve_hostnames"] = True
+    plans = apply(backend, ri.prepare(p, [item("acme")]))
+    assert [c.action for c in plans[0].changes] == [f"write {sentinel.base}", "restart sentinel-eu-1"]
+    live = open(sentinel.live, encoding="utf-8").read()
+    assert "sentinel monitor harbor-acme" in live and "port 26379" not in live and "resolve-hostnames" not in live
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"group": "bad group"}, "sentinel.group"), ({"port": 0}, "sentinel.port"),
+    ({"password": "has:colon"}, "sentinel.password"), ({"port": 7000}, "port")])
+def test_bad_sentinel_input_names_the_field(tmp_path, overrides, field):
+    with pytest.raises(TenantInputError) as err:
+        ri.prepare(params(tmp_path, sentinel=dict(SENTINEL, **overrides)), [item("acme")])
+    assert err.value.field == field
+
+
 def test_an_absent_instance_is_stopped_and_its_files_deleted(host):
     p, backend, _run = host
     spec = ri.prepare(p, [item("acme")])[0]
