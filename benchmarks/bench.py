@@ -80,7 +80,7 @@ def parse_args(argv):
     parser.add_argument("--inventory", default="1000,10000",
                         help="fleet sizes of the inventory sync measurement, comma-separated (empty: none)")
     parser.add_argument("--port-base", type=int, default=20000, help="first port of the benchmark's Redis tier")
-    parser.add_argument("--product-port-base", type=int, default=23000,
+    parser.add_argument("--product-port-base", type=int, default=12000,
                         help="first port of the product path's sentinel groups and Redis instances")
     parser.add_argument("--results", default=os.path.join(BENCH, "results"), help="where results are written")
     parser.add_argument("--keep-workdir", action="store_true",
