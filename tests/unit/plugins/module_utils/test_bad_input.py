@@ -14,7 +14,7 @@ from ansible_collections.harborfleet.fleet.plugins.module_utils._common import F
 from ansible_collections.harborfleet.fleet.plugins.module_utils._fleet import Fleet
 from ansible_collections.harborfleet.fleet.plugins.module_utils._harbor_spec import HarborClusterSpec
 from ansible_collections.harborfleet.fleet.plugins.module_utils._redis import MasterSetSpec
-from ansible_collections.harborfleet.fleet.plugins.module_utils._redis_instance import TENANT_SPEC, InstanceSpec
+from ansible_collections.harborfleet.fleet.plugins.module_utils._redis_instance import ARGUMENT_SPEC, TENANT_SPEC, InstanceSpec
 from ansible_collections.harborfleet.fleet.plugins.module_utils._s3_buckets import BucketSpec
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant_database import TenantDatabaseSpec
 from ansible_collections.harborfleet.fleet.plugins.module_utils._tenant_secrets import TenantSecretsSpec
@@ -37,6 +37,11 @@ def refused_naming(exc, *fields):
     text = str(exc)
     return isinstance(exc, (TenantInputError, FleetError)) and any(text.startswith(f) or f" {f}" in text
                                                                    or f"{f}:" in text for f in fields)
+
+
+def module_defaults(spec):
+    """What an argument spec gives a parameter left out."""
+    return {name: option.get("default") for name, option in spec.items()}
 
 
 def outcome(build, *fields):
@@ -69,9 +74,8 @@ def test_tenant_ids_through_every_module(value):
     if tenant is not None:
         names_the_stores_accept(tenant)
     with tempfile.TemporaryDirectory() as tmp:
-        redis_params = {"config_dir": tmp, "data_dir": tmp, "run_dir": tmp, "log_dir": tmp, "address": None,
-                        "bind": "127.0.0.1"}
-        item = {name: option.get("default") for name, option in TENANT_SPEC.items()}
+        redis_params = dict(module_defaults(ARGUMENT_SPEC), config_dir=tmp, data_dir=tmp, run_dir=tmp, log_dir=tmp)
+        item = module_defaults(TENANT_SPEC)
         item.update(tenant=value, state="absent", port=None)
         builders = [
             (lambda: TenantDatabaseSpec({"tenant": value}, "present"), ("tenant",)),
@@ -159,12 +163,10 @@ def test_tenant_database_names(prefix, role, template):
 def test_redis_ports_passwords_master_sets_and_hosts(port, password, master_set, host):
     count("tenant_redis / sentinel_master ports, passwords, master sets, hosts")
     with tempfile.TemporaryDirectory() as tmp:
-        item = {name: option.get("default") for name, option in TENANT_SPEC.items()}
+        item = module_defaults(TENANT_SPEC)
         item.update(tenant="acme", state="present", port=port, password=password)
-        params = {"config_dir": tmp, "data_dir": tmp, "run_dir": tmp, "log_dir": tmp, "address": None,
-                  "bind": "127.0.0.1", "service_manager": "process", "maxmemory": "64mb", "maxmemory_policy": "noeviction", "save": "",
-                  "appendonly": False, "hz": 10, "dynamic_hz": True, "repl_diskless_sync_delay": 5,
-                  "extra_config": {}}
+        params = dict(module_defaults(ARGUMENT_SPEC), config_dir=tmp, data_dir=tmp, run_dir=tmp, log_dir=tmp,
+                      save="")
         outcome(lambda: InstanceSpec(item, params), "port", "password", "tenants")
     outcome(lambda: MasterSetSpec({"tenant": "acme", "master_set": master_set, "master_host": host,
                                    "master_port": port, "password": password}, "present", 3),
